@@ -1,0 +1,37 @@
+# Two commands matter: `make run` (the local demo) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run up test lint typecheck unit integration bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	exec $(BIN)/invoice-sync demo
+
+up: $(STAMP)
+	exec $(BIN)/invoice-sync up
+
+lint: $(STAMP)
+	$(BIN)/ruff check streams tests bench
+	$(BIN)/ruff format --check streams tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict streams
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration -q
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .invoice-sync .mypy_cache .ruff_cache .pytest_cache

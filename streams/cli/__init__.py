@@ -1,0 +1,1 @@
+"""The ``invoice-sync`` command line."""

@@ -1,0 +1,1 @@
+"""The tax platform's HTTP contract: request signing and the client adapter."""
