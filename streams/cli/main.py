@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
+
+from streams.cli.demo_cmd import demo, up
+from streams.cli.lookup_cmd import status
+from streams.cli.sandbox_cmd import sandbox
+from streams.cli.settings_option import load_settings
+from streams.ledger.store import Ledger
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """invoice-sync: every issued invoice reaches the tax platform exactly once."""
+    """invoice-sync: every issued invoice reaches the tax platform exactly once.
+
+    Settings come from INVOICE_SYNC_* environment variables (see the README);
+    the defaults run against a local stack.
+    """
+
+
+@cli.command()
+def worker() -> None:
+    """Run the stream processor against the configured Kafka, PostgreSQL and platform.
+
+    Needs INVOICE_SYNC_KAFKA_BOOTSTRAP, INVOICE_SYNC_DATABASE_URL,
+    INVOICE_SYNC_PLATFORM_URL and the platform credentials. Creates missing topics
+    and applies ledger migrations at start. Stops cleanly on SIGINT/SIGTERM.
+    """
+    from streams.worker.run import run_worker
+
+    run_worker(load_settings())
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending ledger migrations to INVOICE_SYNC_DATABASE_URL and exit."""
+    settings = load_settings()
+
+    async def _run() -> None:
+        async with Ledger(settings.database_url.get_secret_value(), worker_id="cli") as ledger:
+            applied = await ledger.migrate()
+        if applied:
+            for m in applied:
+                click.echo(f"applied {m.version:04d}_{m.name}")
+        else:
+            click.echo("ledger schema is up to date")
+
+    asyncio.run(_run())
+
+
+cli.add_command(sandbox)
+cli.add_command(demo)
+cli.add_command(up)
+cli.add_command(status)

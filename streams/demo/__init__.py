@@ -1,0 +1,1 @@
+"""The local demo: the whole pipeline on the embedded stack with a realistic feed."""

@@ -1,0 +1,71 @@
+"""The processor's output events, ``invoice.confirmed`` and ``invoice.failed`` (events.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def confirmed_event(
+    *,
+    invoice_number: str,
+    seller_tax_id: str,
+    platform_ref: str,
+    accepted_at: datetime,
+    source_event_id: str | None,
+    attempts: int,
+) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "invoice.confirmed",
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": _now(),
+        "invoice_number": invoice_number,
+        "seller_tax_id": seller_tax_id,
+        "platform_ref": platform_ref,
+        "accepted_at": accepted_at.isoformat(),
+        "source_event_id": source_event_id,
+        "attempts": attempts,
+    }
+
+
+def failed_event(
+    *,
+    invoice_number: str | None,
+    seller_tax_id: str | None,
+    reason_code: str,
+    reason: str,
+    field: str | None,
+    retryable: bool,
+    attempts: int,
+    source_event_id: str | None,
+    dead_lettered: bool = True,
+) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "invoice.failed",
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": _now(),
+        "invoice_number": invoice_number,
+        "seller_tax_id": seller_tax_id,
+        "reason_code": reason_code,
+        "reason": reason,
+        "field": field,
+        "retryable": retryable,
+        "attempts": attempts,
+        "source_event_id": source_event_id,
+        "dead_lettered": dead_lettered,
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)

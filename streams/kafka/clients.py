@@ -1,0 +1,32 @@
+"""aiokafka clients configured from the settings, one place for every option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.settings import Settings
+
+
+def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        # acks=all: an output event counts as sent only once the in-sync replicas have it.
+        "acks": "all",
+        "enable_idempotence": settings.kafka_idempotent,
+        "linger_ms": 5,
+        "max_request_size": max(settings.max_message_bytes * 2, 1_048_576),
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)

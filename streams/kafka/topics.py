@@ -1,0 +1,37 @@
+"""Create the topics that are missing; never touch ones that ops created."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[str], *, partitions: int, replication: int
+) -> list[str]:
+    """Returns the topics it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if not missing:
+            return []
+        try:
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                 for t in missing]  # fmt: skip
+            )
+        except TopicAlreadyExistsError:
+            # Another worker won the race; what matters is that the topics exist.
+            log.info("topics created concurrently by another worker: %s", missing)
+        else:
+            log.info("created topics %s with %d partitions", missing, partitions)
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""The ledger: every invoice's state and history in PostgreSQL."""

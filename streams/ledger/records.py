@@ -1,0 +1,72 @@
+"""What the ledger holds, as plain frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from streams.ledger.states import State
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InvoiceKey:
+    seller_tax_id: str
+    invoice_number: str
+
+    def __str__(self) -> str:
+        # The Kafka message key of every topic, as in events.md.
+        return f"{self.seller_tax_id}:{self.invoice_number}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    key: InvoiceKey
+    state: State
+    content_hash: str
+    kind: str | None = None
+    issue_date: date | None = None
+    total_with_tax: Decimal | None = None
+    source_event_id: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    attempts: int = 0
+    platform_ref: str | None = None
+    accepted_at: datetime | None = None
+    receipt_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_field: str | None = None
+    issued_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: datetime
+    from_state: State | None
+    to_state: State
+    event_id: str | None
+    reason_code: str | None
+    detail: str | None
+    worker_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change to write: the invoice's whole new row plus why it changed.
+
+    ``payload`` (the issued event's original bytes) is only written when given, so
+    later state changes do not rewrite the kilobyte of invoice they do not touch.
+    """
+
+    record: InvoiceRecord
+    previous: State | None
+    event_id: str | None
+    reason_code: str | None = None
+    detail: str | None = None
+    payload: bytes | None = None
+    #: history only: the row itself stays as it is (e.g. a conflict on a confirmed invoice)
+    history_only: bool = False

@@ -1,0 +1,86 @@
+"""Raw Kafka bytes → an ``IssuedEvent``, or the reason it can never be one."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from streams.errors import MalformedEventError, SchemaViolationError, ValidationFailedError
+from streams.events.schemas import validate_event
+from streams.ledger.records import InvoiceKey
+from streams.processor.records import IssuedEvent, RawRecord
+from streams.validation.rules import DomainRules
+from streams.validation.validate import validate_invoice
+
+ISSUED = "invoice.issued"
+#: how many violations a failure reason lists before "and N more"
+_REASON_VIOLATIONS = 3
+
+
+def content_hash(invoice: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(invoice, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Decoder:
+    def __init__(self, rules: DomainRules, *, max_bytes: int, today: Callable[[], date]) -> None:
+        self._rules = rules
+        self._max_bytes = max_bytes
+        self._today = today
+
+    def decode(self, raw: RawRecord) -> IssuedEvent:
+        """Raises ``MalformedEventError`` or ``SchemaViolationError``; domain-rule
+        failures come back on ``IssuedEvent.violation`` because the invoice's identity
+        is known and the ledger should record them."""
+        if len(raw.value) > self._max_bytes:
+            raise MalformedEventError(
+                f"message is {len(raw.value)} bytes, over the {self._max_bytes}-byte limit"
+            )
+        try:
+            obj = orjson.loads(raw.value)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEventError(f"not valid UTF-8 JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise MalformedEventError(f"expected a JSON object, got {type(obj).__name__}")
+        if obj.get("event_type") != ISSUED:
+            raise SchemaViolationError(
+                f"event_type must be {ISSUED!r}, got {obj.get('event_type')!r}",
+                field="event_type",
+            )
+        validate_event(ISSUED, obj)
+        invoice: dict[str, Any] = obj["invoice"]
+        key = InvoiceKey(invoice["seller"]["tax_id"], invoice["invoice_number"])
+        try:
+            occurred_at = datetime.fromisoformat(obj["occurred_at"])
+        except ValueError as exc:
+            raise SchemaViolationError(
+                f"occurred_at is not an RFC 3339 timestamp: {obj['occurred_at']!r}",
+                field="occurred_at",
+                invoice_key=str(key),
+            ) from exc
+        if occurred_at.tzinfo is None:
+            raise SchemaViolationError(
+                "occurred_at needs a UTC offset", field="occurred_at", invoice_key=str(key)
+            )
+        violations = validate_invoice(invoice, self._rules, today=self._today())
+        violation = None
+        if violations:
+            reason = "; ".join(f"{v.field}: {v.message}" for v in violations[:_REASON_VIOLATIONS])
+            if len(violations) > _REASON_VIOLATIONS:
+                reason += f" (and {len(violations) - _REASON_VIOLATIONS} more)"
+            violation = ValidationFailedError(
+                reason, field=violations[0].field, invoice_key=str(key)
+            )
+        return IssuedEvent(
+            raw=raw,
+            event_id=str(obj["event_id"]),
+            occurred_at=occurred_at,
+            key=key,
+            invoice=invoice,
+            body=orjson.dumps(invoice),
+            content_hash=content_hash(invoice),
+            violation=violation,
+        )

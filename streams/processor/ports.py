@@ -1,0 +1,45 @@
+"""The narrow interfaces the processor needs from the outside world.
+
+The ledger (``streams.ledger.store.Ledger``), the platform client
+(``streams.platform.client.PlatformClient``) and the Kafka producer satisfy them;
+tests substitute fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
+from streams.platform.results import Accepted, Processing
+
+
+class LedgerPort(Protocol):
+    async def load(self, keys: Sequence[InvoiceKey]) -> dict[InvoiceKey, InvoiceRecord]: ...
+
+    async def get(self, key: InvoiceKey) -> InvoiceRecord | None: ...
+
+    async def apply(self, changes: Sequence[Change]) -> None: ...
+
+
+class PlatformPort(Protocol):
+    async def submit(
+        self, invoice: Mapping[str, Any], body: bytes | None = None
+    ) -> Accepted | Processing: ...
+
+    async def receipt(self, receipt_id: str) -> Accepted | Processing: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class OutputPort(Protocol):
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        """Send all ``messages`` and return once the broker has acknowledged every one."""
+        ...

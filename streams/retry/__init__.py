@@ -1,0 +1,1 @@
+"""Retry timing and the dead-letter record format."""

@@ -1,0 +1,82 @@
+"""The faust app: one agent reading ``invoices.issued`` in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from streams.processor.records import RawRecord
+from streams.settings import Settings
+from streams.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, runtime: Runtime) -> faust.App:
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        # Values stay raw bytes: we decode once with orjson, and dead letters need the
+        # original bytes untouched.
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=max(settings.kafka_session_timeout / 10, 0.5),
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4 * 1024 * 1024),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+        store="memory://",
+    )
+    issued = app.topic(settings.issued_topic, key_type=bytes, value_type=bytes)
+
+    @app.agent(issued)
+    async def process(stream: Any) -> None:
+        await runtime.ready.wait()
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            records = [
+                RawRecord(
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    key=e.message.key,
+                    value=e.message.value,
+                )
+                for e in events
+            ]
+            await _process_to_completion(runtime, records)
+
+    return app
+
+
+async def _process_to_completion(runtime: Runtime, records: list[RawRecord]) -> None:
+    """Process a batch; only return when it is fully done.
+
+    faust acks a taken batch when the loop body ends, however it ends, so an
+    exception or a cancellation here would commit offsets of invoices never
+    handled. Instead: a shutdown waits for the batch (drain), and an unexpected
+    error retries it, which the ledger and the platform's duplicate check make safe.
+    """
+    processor = runtime.processor
+    assert processor is not None
+    delay = 1.0
+    while True:
+        task = asyncio.ensure_future(processor.process(records))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            log.info("stopping: finishing the batch in flight (%d records)", len(records))
+            await task
+            raise
+        except Exception:
+            log.exception("batch of %d records failed unexpectedly; retrying it", len(records))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        return

@@ -1,0 +1,112 @@
+"""Everything the worker owns besides faust itself, as one mode service.
+
+Started before the agent processes anything (the agent waits on ``ready``) and
+stopped after it, so the ledger pool, the platform session and the producer
+outlive every batch in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from mode import Service
+
+from streams.api.server import ApiServer, build_api
+from streams.errors import InvoiceSyncError
+from streams.kafka import clients
+from streams.kafka.sink import ProducerSink
+from streams.ledger.store import Ledger
+from streams.platform.client import PlatformClient
+from streams.processor.decode import Decoder
+from streams.processor.delivery import Deliverer
+from streams.processor.health import Health
+from streams.processor.pipeline import Processor, Topics
+from streams.processor.receipts import ReceiptPoller
+from streams.retry.backoff import Backoff
+from streams.settings import Settings
+from streams.validation.rules import DomainRules
+from streams.validation.today import beijing_today
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Service):
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.health = Health()
+        self.ready = asyncio.Event()
+        self.ledger = Ledger(
+            settings.database_url.get_secret_value(),
+            worker_id=settings.worker_id,
+            max_size=8,
+        )
+        self.platform = PlatformClient.from_settings(settings)
+        self.producer = clients.producer(settings)
+        self.processor: Processor | None = None
+        self.api: ApiServer | None = None
+        self.poller: ReceiptPoller | None = None
+
+    async def on_start(self) -> None:
+        s = self.settings
+        await self.ledger.start()
+        applied = await self.ledger.migrate()
+        if applied:
+            log.info("ledger migrated: %s", ", ".join(f"{m.version:04d}" for m in applied))
+        await self.platform.start()
+        await self.producer.start()
+        sink = ProducerSink(self.producer)
+        deliverer = Deliverer(
+            self.platform,
+            Backoff(s.retry_base_delay, s.retry_max_delay, s.retry_max_attempts),
+            self.health,
+            concurrency=s.platform_concurrency,
+        )
+        self.processor = Processor(
+            ledger=self.ledger,
+            deliverer=deliverer,
+            output=sink,
+            decoder=Decoder(
+                DomainRules.from_settings(s), max_bytes=s.max_message_bytes, today=beijing_today
+            ),
+            topics=Topics(s.confirmed_topic, s.failed_topic, s.dlq_topic),
+            health=self.health,
+            worker_id=s.worker_id,
+            original_wait_seconds=s.original_wait_seconds,
+        )
+        self.poller = ReceiptPoller(
+            ledger=self.ledger,
+            platform=self.platform,
+            output=sink,
+            confirmed_topic=s.confirmed_topic,
+            failed_topic=s.failed_topic,
+            dlq_topic=s.dlq_topic,
+            issued_topic=s.issued_topic,
+            worker_id=s.worker_id,
+            interval=s.receipt_poll_interval,
+            stuck_after=s.receipt_stuck_seconds,
+        )
+        self.api = ApiServer(build_api(self.ledger, self.health), s.http_host, s.http_port)
+        await self.api.start()
+        self.ready.set()
+        log.info("worker %s ready", s.worker_id)
+
+    @Service.task
+    async def _poll_receipts(self) -> None:
+        await self.ready.wait()
+        assert self.poller is not None
+        while not self.should_stop:
+            try:
+                await self.poller.poll_once()
+            except InvoiceSyncError as exc:
+                log.warning("receipt polling paused: %s", exc.message)
+            await self.sleep(self.settings.receipt_poll_interval)
+
+    async def on_stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+        await self.producer.stop()
+        await self.platform.close()
+        await self.ledger.close()

@@ -1,0 +1,80 @@
+"""Real services, started once per session: Kafka (Apache Kafka in a container when a
+Docker engine answers, else embedded Tansu), PostgreSQL (container or embedded), the
+platform sandbox in-process, and one worker as a real child process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from streams.kafka.topics import ensure_topics
+from streams.local.processes import free_port
+from streams.local.stack import local_stack
+from streams.local.worker import WorkerProcess
+from streams.sandbox.faults import Faults
+from streams.sandbox.server import SandboxServer
+from streams.settings import Settings
+
+APP_ID, APP_SECRET = "it-app", "it-secret"
+
+
+@dataclass
+class Services:
+    bootstrap: str
+    database_url: str
+    data_dir: Path
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    sandbox: SandboxServer
+    worker: WorkerProcess
+
+
+@pytest.fixture(scope="session")
+async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    async with local_stack(data_dir, prefer_containers=True) as stack:
+        yield Services(stack.bootstrap, stack.database_url, data_dir)
+
+
+@pytest.fixture(scope="session")
+async def pipeline(services: Services) -> AsyncIterator[Pipeline]:
+    """One worker on topics unique to this session, against an in-process sandbox."""
+    prefix = f"it-{uuid.uuid4().hex[:8]}."
+    async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
+        env = {
+            "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
+            "INVOICE_SYNC_DATABASE_URL": services.database_url,
+            "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
+            "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
+            "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
+            "INVOICE_SYNC_TOPIC_PREFIX": prefix,
+            "INVOICE_SYNC_TOPIC_PARTITIONS": "3",
+            "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
+            "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
+            "INVOICE_SYNC_DATA_DIR": str(services.data_dir / "worker"),
+            "INVOICE_SYNC_RETRY_BASE_DELAY": "0.05",
+            "INVOICE_SYNC_RECEIPT_POLL_INTERVAL": "0.2",
+            "INVOICE_SYNC_ORIGINAL_WAIT_SECONDS": "20",
+        }
+        settings = Settings(
+            kafka_bootstrap=services.bootstrap,
+            database_url=services.database_url,  # type: ignore[arg-type]
+            platform_url=sandbox.url,
+            platform_app_id=APP_ID,
+            platform_app_secret=APP_SECRET,  # type: ignore[arg-type]
+            topic_prefix=prefix,
+            topic_partitions=3,
+        )
+        await ensure_topics(services.bootstrap, settings.all_topics, partitions=3, replication=1)
+        worker = WorkerProcess(
+            env, http_port=free_port(), log_path=services.data_dir / f"{prefix}worker.log"
+        )
+        async with worker:
+            yield Pipeline(settings, sandbox, worker)

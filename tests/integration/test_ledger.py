@@ -1,0 +1,98 @@
+"""The ledger against real PostgreSQL: migrations, batched writes, history, lookups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from streams.errors import InvalidTransitionError, LedgerUnavailableError
+from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
+from streams.ledger.states import State
+from streams.ledger.store import Ledger
+
+from .conftest import Services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def ledger(services: Services) -> AsyncIterator[Ledger]:
+    async with Ledger(services.database_url, worker_id="test") as ledger:
+        await ledger.migrate()
+        yield ledger
+
+
+def _key() -> InvoiceKey:
+    return InvoiceKey("91110000600037341L", f"2611{uuid.uuid4().int % 10**16:016d}")
+
+
+def _record(key: InvoiceKey, state: State, **kw: object) -> InvoiceRecord:
+    return InvoiceRecord(key=key, state=state, content_hash="h", kind="blue",
+                         issue_date=date(2026, 11, 20), total_with_tax=Decimal("1060.00"),
+                         issued_at=datetime.now(UTC), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+async def test_migrations_apply_once(ledger: Ledger) -> None:
+    assert await ledger.migrate() == []
+
+
+async def test_batched_changes_write_rows_and_history(ledger: Ledger) -> None:
+    keys = [_key() for _ in range(50)]
+    await ledger.apply([Change(_record(k, State.SUBMITTING), None, "e1", payload=b'{"x":1}')
+                        for k in keys])  # fmt: skip
+    now = datetime.now(UTC)
+    await ledger.apply([
+        Change(_record(k, State.CONFIRMED, platform_ref=f"R{i}", accepted_at=now,
+                       confirmed_at=now, attempts=1), State.SUBMITTING, "e1")
+        for i, k in enumerate(keys)
+    ])  # fmt: skip
+    loaded = await ledger.load(keys)
+    assert {r.state for r in loaded.values()} == {State.CONFIRMED}
+    assert loaded[keys[3]].platform_ref == "R3"
+    assert loaded[keys[3]].total_with_tax == Decimal("1060.00")
+    assert await ledger.payload(keys[0]) == b'{"x":1}'  # kept from the first write
+    history = await ledger.history(keys[0])
+    assert [(h.from_state, h.to_state) for h in history] == [
+        (None, State.SUBMITTING), (State.SUBMITTING, State.CONFIRMED)]  # fmt: skip
+    assert (await ledger.find(keys[0].invoice_number))[0].key == keys[0]
+
+
+async def test_forbidden_transition_writes_nothing(ledger: Ledger) -> None:
+    key = _key()
+    with pytest.raises(InvalidTransitionError):
+        await ledger.apply([Change(_record(key, State.CONFIRMED), None, "e")])
+    assert await ledger.get(key) is None
+
+
+async def test_history_is_append_only(ledger: Ledger, services: Services) -> None:
+    key = _key()
+    await ledger.apply([Change(_record(key, State.SUBMITTING), None, "e")])
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("DELETE FROM invoice_history WHERE invoice_number = $1",
+                               key.invoice_number)  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def test_due_receipts_are_claimed_once(ledger: Ledger) -> None:
+    key = _key()
+    await ledger.apply([Change(_record(key, State.SUBMITTING), None, "e")])
+    await ledger.apply([Change(_record(key, State.PENDING, receipt_id="R"), State.SUBMITTING, "e")])
+    first = await ledger.due_receipts(0, 1000)
+    assert key in {r.key for r in first}
+    again = await ledger.due_receipts(60, 1000)
+    assert key not in {r.key for r in again}
+
+
+async def test_unreachable_database_is_a_retryable_error() -> None:
+    ledger = Ledger("postgresql://nobody@127.0.0.1:1/none", worker_id="t")
+    with pytest.raises(LedgerUnavailableError) as info:
+        await ledger.start()
+    assert info.value.retryable

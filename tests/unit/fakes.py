@@ -1,0 +1,93 @@
+"""In-memory stand-ins for the processor's ports: ledger, platform, output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.errors import LedgerUnavailableError
+from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
+from streams.ledger.states import check_transition
+from streams.platform.results import Accepted, Processing
+from streams.processor.ports import OutMessage
+
+Answer = Accepted | Processing | Exception
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.rows: dict[InvoiceKey, InvoiceRecord] = {}
+        self.history: list[Change] = []
+        self.unavailable_for = 0  # calls that fail before the database "returns"
+
+    def _maybe_down(self) -> None:
+        if self.unavailable_for:
+            self.unavailable_for -= 1
+            raise LedgerUnavailableError("connection refused")
+
+    async def load(self, keys: Sequence[InvoiceKey]) -> dict[InvoiceKey, InvoiceRecord]:
+        self._maybe_down()
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    async def get(self, key: InvoiceKey) -> InvoiceRecord | None:
+        self._maybe_down()
+        return self.rows.get(key)
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        self._maybe_down()
+        for change in changes:
+            if not change.history_only:
+                current = self.rows.get(change.record.key)
+                assert (None if current is None else current.state) == change.previous
+                check_transition(change.previous, change.record.state, invoice_key="k")
+                self.rows[change.record.key] = replace(
+                    change.record, created_at=current.created_at if current else datetime.now(UTC)
+                )
+            self.history.append(change)
+
+
+class FakePlatform:
+    """Answers each invoice number from a script; the default is a plain 201."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[Answer]] = {}
+        self.posts: list[str] = []
+        self.receipts: dict[str, list[Answer]] = {}
+
+    async def submit(
+        self, invoice: Mapping[str, Any], body: bytes | None = None
+    ) -> Accepted | Processing:
+        number = str(invoice["invoice_number"])
+        self.posts.append(number)
+        answers = self.script.get(number)
+        answer: Answer = (
+            answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
+        )
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def receipt(self, receipt_id: str) -> Accepted | Processing:
+        answer = self.receipts[receipt_id].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class FakeOutput:
+    def __init__(self) -> None:
+        self.messages: list[OutMessage] = []
+
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        self.messages.extend(messages)
+
+    def on(self, topic: str) -> list[OutMessage]:
+        return [m for m in self.messages if m.topic == topic]
+
+
+async def no_sleep(seconds: float) -> None:
+    # Yield to the loop like a real sleep would, without the wait.
+    await asyncio.sleep(0)

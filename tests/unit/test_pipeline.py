@@ -1,0 +1,268 @@
+"""The processor's behaviour end to end, with in-memory ports."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.demo.feed import issued_event, make_invoice
+from streams.errors import (
+    PlatformAuthError,
+    PlatformInDoubtError,
+    PlatformRejectedError,
+    PlatformServerError,
+)
+from streams.events.schemas import validate_event
+from streams.ledger.records import InvoiceKey
+from streams.ledger.states import State
+from streams.platform.results import Accepted, Processing
+from streams.processor.decode import Decoder
+from streams.processor.delivery import Deliverer
+from streams.processor.health import Health
+from streams.processor.pipeline import Processor, Topics, waves
+from streams.processor.records import RawRecord
+from streams.retry.backoff import Backoff
+from streams.validation.rules import DomainRules
+
+from .fakes import FakeLedger, FakeOutput, FakePlatform, no_sleep
+
+TODAY = date(2026, 11, 20)
+TOPICS = Topics("confirmed", "failed", "dlq")
+
+
+class Harness:
+    def __init__(self, max_attempts: int = 4) -> None:
+        self.ledger = FakeLedger()
+        self.platform = FakePlatform()
+        self.output = FakeOutput()
+        self.health = Health()
+        self.offset = 0
+        self.rng = random.Random(1)
+        deliverer = Deliverer(
+            self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
+            concurrency=8, sleep=no_sleep,
+        )  # fmt: skip
+        self.processor = Processor(
+            ledger=self.ledger, deliverer=deliverer, output=self.output,
+            decoder=Decoder(DomainRules(), max_bytes=100_000, today=lambda: TODAY),
+            topics=TOPICS, health=self.health, worker_id="w1", original_wait_seconds=0.05,
+            sleep=no_sleep,
+        )  # fmt: skip
+
+    def invoice(self, n: int, **kwargs: Any) -> dict[str, Any]:
+        return make_invoice(self.rng, seller_index=0, number=f"26112{n:015d}",
+                            issue_date=TODAY, **kwargs)  # fmt: skip
+
+    def record(self, value: bytes | dict[str, Any], key: bytes | None = None) -> RawRecord:
+        if isinstance(value, dict):
+            inv = value["invoice"]
+            key = key or f"{inv['seller']['tax_id']}:{inv['invoice_number']}".encode()
+            value = orjson.dumps(value)
+        self.offset += 1
+        return RawRecord("invoices.issued", 0, self.offset, key, value)
+
+    def state(self, invoice: dict[str, Any]) -> State:
+        return self.ledger.rows[InvoiceKey(invoice["seller"]["tax_id"], invoice["invoice_number"])].state
+
+
+def decoded(messages: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(m.value) for m in messages]
+
+
+async def test_valid_invoice_is_confirmed_once_and_announced() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    event = issued_event(inv)
+    await h.processor.process([h.record(event)])
+    assert h.platform.posts == [inv["invoice_number"]]
+    assert h.state(inv) == State.CONFIRMED
+    [confirmed] = decoded(h.output.on("confirmed"))
+    validate_event("invoice.confirmed", confirmed)
+    assert confirmed["platform_ref"] == f"REF-{inv['invoice_number']}"
+    assert confirmed["source_event_id"] == event["event_id"]
+    assert confirmed["attempts"] == 1
+    assert h.output.on("failed") == [] and h.output.on("dlq") == []
+
+
+async def test_identical_resend_is_answered_from_the_ledger_without_a_post() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    await h.processor.process([h.record(issued_event(inv))])
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.platform.posts == [inv["invoice_number"]]
+    refs = {c["platform_ref"] for c in decoded(h.output.on("confirmed"))}
+    assert len(h.output.on("confirmed")) == 2 and len(refs) == 1
+
+
+async def test_changed_resend_of_confirmed_invoice_is_a_conflict_never_an_overwrite() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    await h.processor.process([h.record(issued_event(inv))])
+    changed = {**inv, "remarks": "changed"}
+    await h.processor.process([h.record(issued_event(changed))])
+    assert h.platform.posts == [inv["invoice_number"]]
+    assert h.state(inv) == State.CONFIRMED
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "DUPLICATE_CONFLICT"
+    validate_event("invoice.failed", failed)
+
+
+async def test_malformed_message_is_dead_lettered_with_original_bytes_and_rest_flow() -> None:
+    h = Harness()
+    good = h.invoice(1)
+    bad = h.record(b"\xff not json", key=b"k-bad")
+    await h.processor.process([bad, h.record(issued_event(good))])
+    assert h.state(good) == State.CONFIRMED
+    [failed] = decoded(h.output.on("failed"))
+    validate_event("invoice.failed", failed)
+    assert failed["reason_code"] == "MALFORMED"
+    assert failed["invoice_number"] is None and failed["dead_lettered"] is True
+    [letter] = h.output.on("dlq")
+    assert letter.value == b"\xff not json" and letter.key == b"k-bad"
+    headers = dict(letter.headers)
+    assert headers["reason_code"] == b"MALFORMED"
+    assert headers["source_offset"] == str(bad.offset).encode()
+    assert {"reason", "exception_class", "source_topic", "source_partition", "attempts",
+            "first_failure_at", "last_failure_at", "worker_id"} <= headers.keys()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code", "field"),
+    [
+        (lambda e: e.update(schema_version=99), "SCHEMA_VIOLATION", "schema_version"),
+        (lambda e: e["invoice"].pop("lines"), "SCHEMA_VIOLATION", "invoice"),
+        (lambda e: e["invoice"].update(total_amount="1.00"), "VALIDATION", "invoice.total_amount"),
+        (lambda e: e.__setitem__("invoice", [1]), "SCHEMA_VIOLATION", "invoice"),
+    ],
+)
+async def test_invalid_events_fail_with_code_and_field(mutate: Any, code: str, field: str) -> None:
+    h = Harness()
+    event = issued_event(h.invoice(1))
+    mutate(event)
+    await h.processor.process([h.record(orjson.dumps(event), key=b"k")])
+    assert h.platform.posts == []
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == code
+    assert (failed["field"] or "").startswith(field)
+    assert len(h.output.on("dlq")) == 1
+
+
+async def test_validation_failure_is_recorded_in_the_ledger() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    inv["total_amount"] = "1.00"
+    await h.processor.process([h.record(issued_event(inv))])
+    record = h.ledger.rows[InvoiceKey(inv["seller"]["tax_id"], inv["invoice_number"])]
+    assert record.state == State.FAILED and record.error_code == "VALIDATION"
+    assert record.error_field == "invoice.total_amount"
+
+
+async def test_transient_errors_are_retried_and_counted() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [
+        PlatformServerError("502", status=502),
+        PlatformInDoubtError("timed out"),
+    ]
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+    [confirmed] = decoded(h.output.on("confirmed"))
+    assert confirmed["attempts"] == 3
+
+
+async def test_exhausted_retries_fail_as_retryable_and_dead_letter() -> None:
+    h = Harness(max_attempts=3)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformServerError("500", status=500)] * 3
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.FAILED
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "RETRIES_EXHAUSTED" and failed["retryable"] is True
+    assert failed["attempts"] == 3 and len(h.output.on("dlq")) == 1
+
+
+async def test_platform_rejection_reports_its_code_and_field() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [
+        PlatformRejectedError("bad buyer id", platform_code="INVALID_TAX_ID", field="buyer.tax_id")
+    ]
+    await h.processor.process([h.record(issued_event(inv))])
+    [failed] = decoded(h.output.on("failed"))
+    assert (failed["reason_code"], failed["field"], failed["retryable"]) == (
+        "INVALID_TAX_ID", "buyer.tax_id", False)  # fmt: skip
+
+
+async def test_accepted_later_invoice_shows_as_pending() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [Processing("R-1")]
+    await h.processor.process([h.record(issued_event(inv))])
+    record = h.ledger.rows[InvoiceKey(inv["seller"]["tax_id"], inv["invoice_number"])]
+    assert record.state == State.PENDING and record.receipt_id == "R-1"
+    assert h.output.messages == []
+
+
+async def test_failed_invoice_resent_is_processed_afresh() -> None:
+    h = Harness(max_attempts=1)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformServerError("500", status=500)]
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.FAILED
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+
+
+async def test_database_outage_holds_the_batch_until_it_returns() -> None:
+    h = Harness()
+    h.ledger.unavailable_for = 3
+    inv = h.invoice(1)
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+    assert h.health.ledger_available
+
+
+async def test_bad_credentials_hold_the_invoice_instead_of_failing_it() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformAuthError("401", status=401)] * 2
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+    assert h.output.on("dlq") == []
+    [confirmed] = decoded(h.output.on("confirmed"))
+    assert confirmed["attempts"] == 1  # refused requests never reached the platform
+
+
+async def test_events_of_one_invoice_keep_their_order_within_a_batch() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    first, second = h.record(issued_event(inv)), h.record(issued_event(inv))
+    other = h.record(issued_event(h.invoice(2)))
+    assert [len(w) for w in waves([first, other, second])] == [2, 1]
+    await h.processor.process([first, other, second])
+    assert h.platform.posts.count(inv["invoice_number"]) == 1
+    assert len(h.output.on("confirmed")) == 3
+
+
+async def test_red_invoice_waits_for_its_original_in_the_same_batch() -> None:
+    h = Harness()
+    blue = h.invoice(1)
+    red = h.invoice(2, kind="red", original=blue)
+    await h.processor.process([h.record(issued_event(red)), h.record(issued_event(blue))])
+    assert h.platform.posts == [blue["invoice_number"], red["invoice_number"]]
+    assert h.state(red) == State.CONFIRMED
+
+
+async def test_red_invoice_without_confirmed_original_fails_after_the_wait() -> None:
+    h = Harness()
+    red = h.invoice(2, kind="red", original=h.invoice(1))
+    await h.processor.process([h.record(issued_event(red))])
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "ORIGINAL_NOT_CONFIRMED" and failed["retryable"] is True
+    assert h.platform.posts == []
+
+
