@@ -42,7 +42,9 @@ def next_step(record: InvoiceRecord) -> str:
 
 @click.command()
 @click.argument("invoice_number")
-@click.option("--seller", "seller_tax_id", help="Seller tax id, when several sellers share the number.")
+@click.option(
+    "--seller", "seller_tax_id", help="Seller tax id, when several sellers share the number."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> None:
     """Show an invoice's state, platform reference, every state change and the next step."""

@@ -23,7 +23,7 @@ CENT = Decimal("0.01")
 SELLERS = (
     (make_tax_id("91110108MA01ABCD0"), "北京云帆科技有限公司", "11"),
     (make_tax_id("91310115MA1K3QWE7"), "上海海川贸易有限公司", "31"),
-    (make_tax_id("91440300MA5FXYZ12"), "深圳市南山电子有限公司", "44"),
+    (make_tax_id("91440300MA5FXY312"), "深圳市南山电子有限公司", "44"),
     (make_tax_id("91330106MA2GHJK34"), "杭州西湖软件有限公司", "33"),
     (make_tax_id("91510100MA6ABCD56"), "成都天府餐饮管理有限公司", "51"),
 )
@@ -141,13 +141,18 @@ def _spoil(event: dict[str, Any], defect: str) -> bytes:
     elif defect == "totals_off":
         invoice["total_amount"] = _money(Decimal(invoice["total_amount"]) + 1)
     elif defect == "bad_region":
-        invoice["invoice_number"] = invoice["invoice_number"][:2] + "99" + invoice["invoice_number"][4:]
+        invoice["invoice_number"] = (
+            invoice["invoice_number"][:2] + "99" + invoice["invoice_number"][4:]
+        )
     elif defect == "missing_field":
         del invoice["lines"]
     elif defect == "unknown_version":
         event["schema_version"] = 99
     elif defect == "not_json":
-        return b'{"event_type": "invoice.issued", "invoice": {' + invoice["invoice_number"].encode()
+        truncated = (
+            f'{{"event_type": "invoice.issued", "invoice": {{"n": "{invoice["invoice_number"]}'
+        )
+        return truncated.encode()
     return orjson.dumps(event)
 
 

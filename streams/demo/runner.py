@@ -4,12 +4,12 @@ embedded stack, a demo feed through it, and a summary of what happened."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import click
 from aiokafka import AIOKafkaProducer
@@ -18,9 +18,8 @@ from streams.demo.feed import FeedItem, generate
 from streams.demo.summary import print_summary
 from streams.demo.tracker import OutcomeTracker
 from streams.kafka.topics import ensure_topics
-from streams.local.postgres import EmbeddedPostgres
 from streams.local.processes import free_port, set_parent_death_signal
-from streams.local.tansu import TansuBroker
+from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
@@ -39,28 +38,29 @@ class LocalPipeline:
 
 
 @asynccontextmanager
-async def local_pipeline(settings: Settings, *, faults: Faults | None) -> AsyncIterator[LocalPipeline]:
+async def local_pipeline(
+    settings: Settings, *, faults: Faults | None
+) -> AsyncIterator[LocalPipeline]:
     """Embedded PostgreSQL + Tansu + sandbox + one worker process, all stopped on exit."""
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         click.echo(f"• PostgreSQL (embedded, ledger kept in {data / 'postgres'})")
-        pg = await stack.enter_async_context(EmbeddedPostgres(data / "postgres"))
         click.echo("• Kafka-compatible broker (embedded Tansu, in memory)")
-        broker = await stack.enter_async_context(TansuBroker(log_path=logs / "tansu.log"))
+        services = await stack.enter_async_context(local_stack(data, prefer_containers=False))
         secret = settings.platform_app_secret.get_secret_value()
         sandbox = await stack.enter_async_context(
             SandboxServer(apps={settings.platform_app_id: secret}, faults=faults, admin=True)
         )
         click.echo(f"• tax-platform sandbox on {sandbox.url}")
-        await ensure_topics(broker.bootstrap, settings.all_topics,
+        await ensure_topics(services.bootstrap, settings.all_topics,
                             partitions=settings.topic_partitions,
                             replication=1)  # fmt: skip
         port = settings.http_port or free_port()
         env = {
-            "INVOICE_SYNC_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "INVOICE_SYNC_DATABASE_URL": pg.url,
+            "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
+            "INVOICE_SYNC_DATABASE_URL": services.database_url,
             "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
             "INVOICE_SYNC_DATA_DIR": str(data),
             # Tansu joins a group in about half the session timeout (embedded-stack.md).
@@ -71,7 +71,9 @@ async def local_pipeline(settings: Settings, *, faults: Faults | None) -> AsyncI
         worker = await stack.enter_async_context(
             WorkerProcess(env, http_port=port, log_path=logs / "worker.log")
         )
-        yield LocalPipeline(settings, broker.bootstrap, pg.url, sandbox, worker, port)
+        yield LocalPipeline(
+            settings, services.bootstrap, services.database_url, sandbox, worker, port
+        )
 
 
 async def _publish(bootstrap: str, topic: str, items: list[FeedItem]) -> dict[bytes, float]:
@@ -114,7 +116,8 @@ async def run_demo(settings: Settings, *, count: int, serve: bool, timeout: floa
             print_summary(items, tracker.outcomes, pipe.sandbox, settings, elapsed=elapsed)
             if settled < len(keys):
                 click.echo(f"\n{len(keys) - settled} invoices had no outcome after {timeout:.0f}s; "
-                           f"see {settings.data_dir / 'logs' / 'worker.log'}", err=True)  # fmt: skip
+                           f"see {settings.data_dir / 'logs' / 'worker.log'}",
+                           err=True)  # fmt: skip
         finally:
             await tracker.stop()
         if serve:
@@ -143,10 +146,6 @@ async def _follow(tracker: OutcomeTracker, keys: set[bytes], timeout: float) -> 
             bar.update(now_done - done)
             done = now_done
             if done < len(keys):
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(tracker.changed.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
     return done
-
-

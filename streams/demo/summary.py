@@ -32,6 +32,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _last_code(outcomes: Outcomes, key: bytes) -> object:
+    return outcomes.failed.get(key, [{}])[-1].get("reason_code")
+
+
 def print_summary(
     items: list[FeedItem],
     outcomes: Outcomes,
@@ -47,10 +51,10 @@ def print_summary(
     posts = sum(sandbox.store.post_counts().values())
     resends = sum(1 for item in items if item.resend)
     wrong = [
-        item for item in items
-        if item.defect is not None
-        and outcomes.failed.get(item.key, [{}])[-1].get("reason_code") != EXPECTED_CODES[item.defect]
-    ]  # fmt: skip
+        item
+        for item in items
+        if item.defect is not None and _last_code(outcomes, item.key) != EXPECTED_CODES[item.defect]
+    ]
     echo = click.echo
     echo(f"\nSummary: {len(items)} messages, {len(keys)} distinct invoices, {elapsed:.1f} s")
     match = "matches" if stored == confirmed else "DOES NOT MATCH"
@@ -65,7 +69,9 @@ def print_summary(
         echo(f"  !! {len(wrong)} bad invoices ended with an unexpected reason", err=True)
     lat = latencies_ms(items, outcomes)
     if lat:
-        echo(f"  issued→confirmed p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms")
+        echo(
+            f"  issued→confirmed p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms"
+        )
     sample_ok = next((k for k in keys if k in outcomes.confirmed), None)
     sample_bad = next(iter(sorted(outcomes.failed)), None)
     echo("\nLook further (the ledger stays in "

@@ -76,4 +76,3 @@ class OutcomeTracker:
                         out.failed.setdefault(key, []).append(event)
             if batches:
                 self.changed.set()
-

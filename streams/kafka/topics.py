@@ -23,10 +23,9 @@ async def ensure_topics(
         if not missing:
             return []
         try:
-            await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=replication)
-                 for t in missing]  # fmt: skip
-            )
+            new = [NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                   for t in missing]  # fmt: skip
+            await admin.create_topics(new)
         except TopicAlreadyExistsError:
             # Another worker won the race; what matters is that the topics exist.
             log.info("topics created concurrently by another worker: %s", missing)

@@ -42,7 +42,9 @@ class WorkerProcess:
             while loop.time() < deadline:
                 assert self.process is not None
                 if self.process.returncode is not None:
-                    raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"worker exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
                 try:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
                         if resp.status == 200:

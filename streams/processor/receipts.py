@@ -93,7 +93,8 @@ class ReceiptPoller:
                     platform_ref=result.platform_ref, accepted_at=result.accepted_at,
                     source_event_id=record.source_event_id, attempts=record.attempts,
                 )  # fmt: skip
-                out.append(OutMessage(self._confirmed_topic, str(record.key).encode(), encode(event)))
+                key = str(record.key).encode()
+                out.append(OutMessage(self._confirmed_topic, key, encode(event)))
             elif self._is_stuck(record):
                 log.warning(
                     "invoice %s has waited on receipt %s since %s: flag it to ops "

@@ -60,8 +60,9 @@ async def collect(
 
 @pytest.fixture(scope="module")
 async def run(pipeline: Pipeline) -> tuple[list[FeedItem], dict[str, list[Any]]]:
-    items = list(generate(300, today=beijing_today(), run_id=random.randrange(10**9),
-                          invalid_fraction=0.1, red_fraction=0.05, resend_fraction=0.05))  # fmt: skip
+    feed = generate(300, today=beijing_today(), run_id=random.randrange(10**9),
+                    invalid_fraction=0.1, red_fraction=0.05, resend_fraction=0.05)  # fmt: skip
+    items = list(feed)
     await publish(pipeline.settings.kafka_bootstrap, pipeline.settings.issued_topic, items)
     return items, await collect(pipeline, {item.key for item in items})
 
@@ -125,7 +126,9 @@ async def test_ledger_holds_every_invoice_in_a_final_state_with_history(
         assert set(states.values()) == {"CONFIRMED"}
         history = await conn.fetchval(
             "SELECT count(*) FROM invoice_history "
-            "WHERE seller_tax_id || ':' || invoice_number = ANY($1::text[])", list(valid))
+            "WHERE seller_tax_id || ':' || invoice_number = ANY($1::text[])",
+            list(valid),
+        )
         assert history >= 2 * len(valid)
     finally:
         await conn.close()
@@ -148,5 +151,3 @@ async def test_worker_http_api_answers_where_an_invoice_is(
             assert resp.status == 404
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200
-
-

@@ -1,9 +1,9 @@
 import pytest
 
 from streams.errors import InvalidTransitionError
+from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State, can_transition, check_transition
 from streams.processor.decisions import Action, decide
-from streams.ledger.records import InvoiceKey, InvoiceRecord
 
 
 def test_confirmed_is_final() -> None:

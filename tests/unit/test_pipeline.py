@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from streams.errors import (
 from streams.events.schemas import validate_event
 from streams.ledger.records import InvoiceKey
 from streams.ledger.states import State
-from streams.platform.results import Accepted, Processing
+from streams.platform.results import Processing
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
@@ -66,7 +66,9 @@ class Harness:
         return RawRecord("invoices.issued", 0, self.offset, key, value)
 
     def state(self, invoice: dict[str, Any]) -> State:
-        return self.ledger.rows[InvoiceKey(invoice["seller"]["tax_id"], invoice["invoice_number"])].state
+        return self.ledger.rows[
+            InvoiceKey(invoice["seller"]["tax_id"], invoice["invoice_number"])
+        ].state
 
 
 def decoded(messages: list[Any]) -> list[dict[str, Any]]:
@@ -264,5 +266,3 @@ async def test_red_invoice_without_confirmed_original_fails_after_the_wait() -> 
     [failed] = decoded(h.output.on("failed"))
     assert failed["reason_code"] == "ORIGINAL_NOT_CONFIRMED" and failed["retryable"] is True
     assert h.platform.posts == []
-
-
