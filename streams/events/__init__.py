@@ -1,0 +1,1 @@
+"""The event contract: JSON Schemas of the topics (events.md) and the output events."""

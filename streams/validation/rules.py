@@ -1,0 +1,41 @@
+"""The configurable facts of invoice-domain.md, as one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from streams.settings import DEFAULT_PROVINCE_CODES, DEFAULT_TAX_RATES
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+__all__ = ["DomainRules"]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRules:
+    """What the authority may change; the defaults are invoice-domain.md's."""
+
+    #: issue dates up to this day of January may still carry last year's number prefix
+    january_grace_days: int = 7
+    #: an invoice dated exactly this many days ago still passes
+    max_issue_age_days: int = 366
+    max_lines: int = 2000
+    tax_rates: frozenset[Decimal] = field(
+        default_factory=lambda: frozenset(Decimal(rate) for rate in DEFAULT_TAX_RATES)
+    )
+    province_codes: frozenset[str] = field(
+        default_factory=lambda: frozenset(DEFAULT_PROVINCE_CODES)
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DomainRules:
+        return cls(
+            january_grace_days=settings.january_grace_days,
+            max_issue_age_days=settings.max_issue_age_days,
+            max_lines=settings.max_lines,
+            tax_rates=frozenset(settings.tax_rates),
+            province_codes=frozenset(settings.province_codes),
+        )

@@ -1,0 +1,404 @@
+"""Every rule of invoice-domain.md that one invoice can be checked against on its own.
+
+``validate_invoice`` runs after the schema, so types are normally right; it still
+checks each value it reads and reports a ``Violation`` rather than raising, because
+one odd value must fail one invoice, not the worker. Rules that need the ledger
+(a red invoice's original is confirmed, is the same seller's, and has enough left
+to reverse) are checked by the processor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from streams.validation.invoice_number import (
+    invoice_number_format_problem,
+    invoice_number_problems,
+)
+from streams.validation.money import (
+    MONEY_PLACES,
+    QUANTITY_PLACES,
+    DecimalFormatError,
+    LineMoney,
+    line_amount_problem,
+    line_tax_problem,
+    parse_decimal,
+    totals_problems,
+)
+from streams.validation.rules import DomainRules
+from streams.validation.taxid import tax_id_problem
+
+__all__ = ["Violation", "validate_invoice"]
+
+PARTY_NAME_MAX = 100
+ITEM_NAME_MAX = 90
+CURRENCY = "CNY"
+TAX_EXEMPTIONS = frozenset({"exempt", "non_taxable"})
+_TAX_CODE = re.compile(r"[0-9]{19}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ITEM_NAME = re.compile(r"\*([^*]*)\*(.*)", re.DOTALL)
+_ZERO = Decimal(0)
+
+Kind = Literal["blue", "red"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: ``field`` is a path like ``invoice.lines[0].tax_amount``."""
+
+    field: str
+    message: str
+
+
+def validate_invoice(
+    invoice: Mapping[str, Any], rules: DomainRules, *, today: date
+) -> list[Violation]:
+    """All violations of ``invoice`` (the ``invoice`` object of an ``invoice.issued``
+    event), in field order; empty when it may be sent. ``today`` is the Beijing date."""
+    if not isinstance(invoice, Mapping):
+        return [Violation("invoice", "The invoice must be a JSON object.")]
+    return _InvoiceCheck(invoice, rules, today).run()
+
+
+class _InvoiceCheck:
+    def __init__(self, invoice: Mapping[str, Any], rules: DomainRules, today: date) -> None:
+        self.invoice = invoice
+        self.rules = rules
+        self.today = today
+        self.violations: list[Violation] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.violations.append(Violation(field, message))
+
+    def run(self) -> list[Violation]:
+        kind = self._kind()
+        issue_date = self._issue_date()
+        self._invoice_number(issue_date)
+        self._seller()
+        self._buyer()
+        complete, money_lines = self._lines(kind)
+        self._totals(kind, money_lines if complete else None)
+        self._currency()
+        self._original(kind)
+        return self.violations
+
+    # --- identity, kind, dates -----------------------------------------------------
+
+    def _kind(self) -> Kind | None:
+        kind = self.invoice.get("kind")
+        if kind == "blue":
+            return "blue"
+        if kind == "red":
+            return "red"
+        self.add("invoice.kind", f'kind must be "blue" or "red", got {_show(kind)}.')
+        return None
+
+    def _issue_date(self) -> date | None:
+        field = "invoice.issue_date"
+        value = self.invoice.get("issue_date")
+        if not isinstance(value, str) or _ISO_DATE.fullmatch(value) is None:
+            self.add(field, f"issue_date must be a date like 2026-11-20, got {_show(value)}.")
+            return None
+        try:
+            issued = date.fromisoformat(value)
+        except ValueError:
+            self.add(field, f"issue_date {value} is not a real calendar date.")
+            return None
+        if issued > self.today:
+            self.add(
+                field,
+                f"issue_date {value} is in the future; today in Beijing is "
+                f"{self.today.isoformat()}.",
+            )
+        elif (self.today - issued).days > self.rules.max_issue_age_days:
+            self.add(
+                field,
+                f"issue_date {value} is {(self.today - issued).days} days ago; invoices older "
+                f"than {self.rules.max_issue_age_days} days are not accepted.",
+            )
+        return issued
+
+    def _invoice_number(self, issue_date: date | None) -> None:
+        field = "invoice.invoice_number"
+        number = self.invoice.get("invoice_number")
+        if not isinstance(number, str):
+            self.add(field, f"invoice_number must be a string of digits, got {_show(number)}.")
+            return
+        # An unreadable issue_date (None) is reported by itself; the year check then
+        # has nothing to compare against. A future or too-old date is still compared.
+        for problem in invoice_number_problems(
+            number,
+            issue_date=issue_date,
+            province_codes=self.rules.province_codes,
+            january_grace_days=self.rules.january_grace_days,
+        ):
+            self.add(field, problem)
+
+    # --- parties -------------------------------------------------------------------
+
+    def _seller(self) -> None:
+        seller = self.invoice.get("seller")
+        if not isinstance(seller, Mapping):
+            self.add("invoice.seller", "seller must be an object with tax_id and name.")
+            return
+        tax_id = seller.get("tax_id")
+        if tax_id is None:
+            self.add("invoice.seller.tax_id", "The seller's tax id is required.")
+        else:
+            self._tax_id("invoice.seller.tax_id", tax_id)
+        self._name("invoice.seller.name", seller.get("name"), "seller name", PARTY_NAME_MAX)
+
+    def _buyer(self) -> None:
+        buyer = self.invoice.get("buyer")
+        if not isinstance(buyer, Mapping):
+            self.add("invoice.buyer", "buyer must be an object with at least a name.")
+            return
+        field = "invoice.buyer.tax_id"
+        natural = buyer.get("natural_person", False)
+        if not isinstance(natural, bool):
+            self.add("invoice.buyer.natural_person", "natural_person must be true or false.")
+            natural = False
+        tax_id = buyer.get("tax_id")
+        special = self.invoice.get("invoice_type") == "special"
+        if natural and tax_id is not None:
+            self.add(
+                field, "A natural person buyer has no tax id: send buyer.tax_id as null or leave "
+                "it out, or set natural_person to false for a company.",
+            )  # fmt: skip
+        elif tax_id is None and special:
+            self.add(
+                field, "A special invoice needs the buyer's tax id; a natural person can only "
+                "receive a general invoice.",
+            )  # fmt: skip
+        elif tax_id is not None:
+            self._tax_id(field, tax_id)
+        self._name("invoice.buyer.name", buyer.get("name"), "buyer name", PARTY_NAME_MAX)
+
+    def _tax_id(self, field: str, value: object) -> None:
+        if not isinstance(value, str):
+            self.add(field, f"A tax id must be a string, got {_show(value)}.")
+            return
+        problem = tax_id_problem(value)
+        if problem is not None:
+            self.add(field, problem)
+
+    def _name(self, field: str, value: object, label: str, limit: int) -> str | None:
+        if not isinstance(value, str):
+            self.add(field, f"The {label} must be text, got {_show(value)}.")
+            return None
+        if not value.strip():
+            self.add(field, f"The {label} is empty.")
+            return None
+        if len(value) > limit:
+            self.add(
+                field, f"The {label} is {len(value)} characters long; at most {limit} allowed."
+            )
+        return value
+
+    # --- lines ---------------------------------------------------------------------
+
+    def _lines(self, kind: Kind | None) -> tuple[bool, list[LineMoney]]:
+        """Checks every line; returns whether all lines' money parsed, and that money."""
+        lines = self.invoice.get("lines")
+        if not isinstance(lines, Sequence) or isinstance(lines, str | bytes):
+            self.add("invoice.lines", "lines must be a list of invoice lines.")
+            return False, []
+        if not lines:
+            self.add("invoice.lines", "An invoice needs at least one line.")
+            return False, []
+        if len(lines) > self.rules.max_lines:
+            self.add(
+                "invoice.lines",
+                f"The invoice has {len(lines)} lines; at most {self.rules.max_lines} are "
+                "allowed, so split it into several invoices.",
+            )
+        complete = True
+        money: list[LineMoney] = []
+        for index, line in enumerate(lines):
+            parsed = self._line(f"invoice.lines[{index}]", line, kind)
+            if parsed is None:
+                complete = False
+            else:
+                money.append(parsed)
+        return complete, money
+
+    def _line(self, path: str, line: object, kind: Kind | None) -> LineMoney | None:
+        if not isinstance(line, Mapping):
+            self.add(path, "Each line must be an object.")
+            return None
+        self._item_name(f"{path}.item_name", line.get("item_name"))
+        tax_code = line.get("tax_code")
+        if not isinstance(tax_code, str) or _TAX_CODE.fullmatch(tax_code) is None:
+            self.add(
+                f"{path}.tax_code",
+                f"tax_code must be the 19-digit tax classification code, got {_show(tax_code)}.",
+            )
+        amount = self._decimal(f"{path}.amount", line.get("amount"), MONEY_PLACES)
+        tax_amount = self._decimal(f"{path}.tax_amount", line.get("tax_amount"), MONEY_PLACES)
+        rate = self._tax_rate(f"{path}.tax_rate", line.get("tax_rate"))
+        self._exemption(f"{path}.tax_exemption", line, rate)
+        quantity = unit_price = None
+        if line.get("quantity") is not None:
+            quantity = self._decimal(f"{path}.quantity", line["quantity"], QUANTITY_PLACES)
+        if line.get("unit_price") is not None:
+            unit_price = self._decimal(f"{path}.unit_price", line["unit_price"], QUANTITY_PLACES)
+
+        if unit_price is not None and unit_price <= _ZERO:
+            self.add(f"{path}.unit_price", f"unit_price must be positive, got {unit_price}.")
+        if kind is not None:
+            self._line_signs(path, kind, quantity, amount, tax_amount, rate)
+        if amount is not None and tax_amount is not None and rate is not None:
+            if rate == _ZERO:
+                if tax_amount != _ZERO:
+                    self.add(
+                        f"{path}.tax_amount",
+                        f"A 0-rate line carries no tax; tax_amount must be 0.00, got {tax_amount}.",
+                    )
+            else:
+                problem = line_tax_problem(amount, rate, tax_amount)
+                if problem is not None:
+                    self.add(f"{path}.tax_amount", problem)
+        if quantity is not None and unit_price is not None and amount is not None:
+            problem = line_amount_problem(quantity, unit_price, amount)
+            if problem is not None:
+                self.add(f"{path}.amount", problem)
+        if amount is None or tax_amount is None or rate is None:
+            return None
+        return LineMoney(amount=amount, tax_rate=rate, tax_amount=tax_amount)
+
+    def _line_signs(
+        self,
+        path: str,
+        kind: Kind,
+        quantity: Decimal | None,
+        amount: Decimal | None,
+        tax_amount: Decimal | None,
+        rate: Decimal | None,
+    ) -> None:
+        word = "positive on a blue" if kind == "blue" else "negative on a red (credit)"
+        word += " invoice"
+        if quantity is not None and _wrong_sign(quantity, kind):
+            self.add(f"{path}.quantity", f"quantity must be {word}, got {quantity}.")
+        if amount is not None and _wrong_sign(amount, kind):
+            self.add(f"{path}.amount", f"amount must be {word}, got {amount}.")
+        # 0-rate lines carry 0.00 tax whatever the kind; that is checked with the tax.
+        if (
+            tax_amount is not None
+            and rate is not None
+            and rate != _ZERO
+            and _wrong_sign(tax_amount, kind)
+        ):
+            self.add(f"{path}.tax_amount", f"tax_amount must be {word}, got {tax_amount}.")
+
+    def _item_name(self, field: str, value: object) -> None:
+        name = self._name(field, value, "item name", ITEM_NAME_MAX)
+        if name is None:
+            return
+        match = _ITEM_NAME.fullmatch(name)
+        if match is None or not match[1].strip() or not match[2].strip():
+            self.add(
+                field,
+                f"The item name must have the form *category*name, like *信息技术服务*软件维护; "
+                f"got {_show(name)}.",
+            )
+
+    def _tax_rate(self, field: str, value: object) -> Decimal | None:
+        allowed = ", ".join(f"{r:f}" for r in sorted(self.rules.tax_rates, reverse=True))
+        try:
+            rate = parse_decimal(value, places=QUANTITY_PLACES)
+        except DecimalFormatError:
+            self.add(field, f"tax_rate {_show(value)} is not one of the allowed rates: {allowed}.")
+            return None
+        if rate not in self.rules.tax_rates:
+            self.add(field, f"tax_rate {value} is not one of the allowed rates: {allowed}.")
+            return None
+        return rate
+
+    def _exemption(self, field: str, line: Mapping[str, Any], rate: Decimal | None) -> None:
+        exemption = line.get("tax_exemption")
+        if exemption is None:
+            return
+        if exemption not in TAX_EXEMPTIONS:
+            self.add(
+                field,
+                f'tax_exemption must be "exempt" or "non_taxable", got {_show(exemption)}.',
+            )
+        elif rate is not None and rate != _ZERO:
+            self.add(
+                field,
+                f"tax_exemption {exemption} only applies to a 0 tax_rate; this line's rate is "
+                f"{rate}. Remove the exemption or set the rate to 0.",
+            )
+
+    def _decimal(self, field: str, value: object, places: int) -> Decimal | None:
+        if value is None:
+            self.add(field, f"{field.rsplit('.', 1)[-1]} is missing.")
+            return None
+        try:
+            return parse_decimal(value, places=places)
+        except DecimalFormatError as exc:
+            name = field.rsplit(".", 1)[-1]
+            self.add(field, f"{name} {exc}")
+            return None
+
+    # --- totals, currency, original ------------------------------------------------
+
+    def _totals(self, kind: Kind | None, lines: list[LineMoney] | None) -> None:
+        totals: dict[str, Decimal | None] = {}
+        for name in ("total_amount", "total_tax", "total_with_tax"):
+            totals[name] = self._decimal(f"invoice.{name}", self.invoice.get(name), MONEY_PLACES)
+        if kind is not None:
+            for name, value in totals.items():
+                if value is None:
+                    continue
+                # total_tax is 0.00 when every line is 0-rate; the sums check the rest.
+                if kind == "blue" and (value < _ZERO or (value == _ZERO and name != "total_tax")):
+                    self.add(f"invoice.{name}", f"{name} must be positive on a blue invoice, "
+                             f"got {value}.")  # fmt: skip
+                if kind == "red" and (value > _ZERO or (value == _ZERO and name != "total_tax")):
+                    self.add(f"invoice.{name}", f"{name} must be negative on a red (credit) "
+                             f"invoice, got {value}.")  # fmt: skip
+        if lines is None:
+            return  # a line's money did not parse; the line's own violation says so
+        for name, problem in totals_problems(lines, **totals):
+            self.add(f"invoice.{name}", problem)
+
+    def _currency(self) -> None:
+        currency = self.invoice.get("currency")
+        if currency != CURRENCY:
+            self.add("invoice.currency", f"currency must be {CURRENCY}, got {_show(currency)}.")
+
+    def _original(self, kind: Kind | None) -> None:
+        field = "invoice.original_invoice_number"
+        original = self.invoice.get("original_invoice_number")
+        if kind == "blue" and original is not None:
+            self.add(field, "A blue invoice reverses nothing: original_invoice_number must be "
+                     "null. Use kind red for a credit invoice.")  # fmt: skip
+        elif kind == "red":
+            if original is None:
+                self.add(field, "A red (credit) invoice must name the blue invoice it reverses "
+                         "in original_invoice_number.")  # fmt: skip
+            elif not isinstance(original, str):
+                self.add(field, f"original_invoice_number must be a string of digits, "
+                         f"got {_show(original)}.")  # fmt: skip
+            else:
+                problem = invoice_number_format_problem(original)
+                if problem is not None:
+                    self.add(field, problem)
+                elif original == self.invoice.get("invoice_number"):
+                    self.add(field, "A red invoice cannot reverse itself: "
+                             "original_invoice_number is its own number.")  # fmt: skip
+
+
+def _wrong_sign(value: Decimal, kind: Kind) -> bool:
+    return value <= _ZERO if kind == "blue" else value >= _ZERO
+
+
+def _show(value: object, limit: int = 40) -> str:
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
