@@ -8,10 +8,10 @@ import click
 import orjson
 
 from streams.api.views import history_view, record_view
+from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
 from streams.ledger.records import InvoiceRecord
 from streams.ledger.states import State
-from streams.ledger.store import Ledger
 
 
 def next_step(record: InvoiceRecord) -> str:
@@ -51,7 +51,7 @@ def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> Non
     settings = load_settings()
 
     async def _run() -> int:
-        async with Ledger(settings.database_url.get_secret_value(), worker_id="cli") as ledger:
+        async with open_ledger(settings) as ledger:
             records = await ledger.find(invoice_number, seller_tax_id)
             if not records:
                 seller = f" of seller {seller_tax_id}" if seller_tax_id else ""

@@ -7,10 +7,10 @@ import asyncio
 import click
 
 from streams.cli.demo_cmd import demo, up
+from streams.cli.ledger_access import open_ledger
 from streams.cli.lookup_cmd import status
 from streams.cli.sandbox_cmd import sandbox
 from streams.cli.settings_option import load_settings
-from streams.ledger.store import Ledger
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ def migrate() -> None:
     settings = load_settings()
 
     async def _run() -> None:
-        async with Ledger(settings.database_url.get_secret_value(), worker_id="cli") as ledger:
+        async with open_ledger(settings) as ledger:
             applied = await ledger.migrate()
         if applied:
             for m in applied:

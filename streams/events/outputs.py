@@ -21,7 +21,7 @@ def confirmed_event(
     seller_tax_id: str,
     platform_ref: str,
     accepted_at: datetime,
-    source_event_id: str | None,
+    source_event_id: str,
     attempts: int,
 ) -> dict[str, Any]:
     return {

@@ -250,7 +250,7 @@ class Processor:
         return Change(pending, State.SUBMITTING, event.event_id,
                       detail=f"platform receipt {pending.receipt_id} is processing")  # fmt: skip
 
-    def _confirmation(self, record: InvoiceRecord, source_event_id: str | None) -> OutMessage:
+    def _confirmation(self, record: InvoiceRecord, source_event_id: str) -> OutMessage:
         assert record.platform_ref is not None
         assert record.accepted_at is not None
         event = confirmed_event(

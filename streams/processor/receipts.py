@@ -91,7 +91,7 @@ class ReceiptPoller:
                     invoice_number=record.key.invoice_number,
                     seller_tax_id=record.key.seller_tax_id,
                     platform_ref=result.platform_ref, accepted_at=result.accepted_at,
-                    source_event_id=record.source_event_id, attempts=record.attempts,
+                    source_event_id=record.source_event_id or "unknown", attempts=record.attempts,
                 )  # fmt: skip
                 key = str(record.key).encode()
                 out.append(OutMessage(self._confirmed_topic, key, encode(event)))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from streams.api.server import ApiServer, build_api
@@ -44,7 +45,8 @@ class Runtime(Service):
             max_size=8,
         )
         self.platform = PlatformClient.from_settings(settings)
-        self.producer = clients.producer(settings)
+        # aiokafka clients must be created inside the running loop.
+        self.producer: AIOKafkaProducer | None = None
         self.processor: Processor | None = None
         self.api: ApiServer | None = None
         self.poller: ReceiptPoller | None = None
@@ -56,6 +58,7 @@ class Runtime(Service):
         if applied:
             log.info("ledger migrated: %s", ", ".join(f"{m.version:04d}" for m in applied))
         await self.platform.start()
+        self.producer = clients.producer(s)
         await self.producer.start()
         sink = ProducerSink(self.producer)
         deliverer = Deliverer(
@@ -107,6 +110,7 @@ class Runtime(Service):
     async def on_stop(self) -> None:
         if self.api is not None:
             await self.api.stop()
-        await self.producer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
         await self.platform.close()
         await self.ledger.close()
