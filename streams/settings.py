@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     receipt_poll_interval: float = Field(1.0, gt=0, description="seconds between receipt polls")
     receipt_stuck_seconds: float = Field(900.0, gt=0, description="pending this long: flag ops")
     original_wait_seconds: float = Field(600.0, ge=0, description="red waits for its blue")
+    resume_interval: float = Field(1.0, gt=0, description="seconds between unfinished sweeps")
+    resume_stale_seconds: float = Field(
+        300.0, gt=0, description="an attempt untouched this long was abandoned: finish it"
+    )
     log_level: str = Field("INFO")
     log_json: bool | None = Field(None, description="JSON logs; default: when not a terminal")
 

@@ -257,6 +257,28 @@ class Ledger:
             )
         return [_record(row) for row in rows]
 
+    async def unfinished(
+        self, *, parked_after: float, stale_after: float, limit: int
+    ) -> list[tuple[InvoiceRecord, bytes]]:
+        """Claim invoices to finish: parked ones (RECEIVED) and attempts left mid-flight
+        by a worker that died (SUBMITTING, untouched for ``stale_after`` seconds)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"""UPDATE invoices SET updated_at = now()
+                    WHERE (seller_tax_id, invoice_number) IN (
+                        SELECT seller_tax_id, invoice_number FROM invoices
+                        WHERE (state = 'RECEIVED'
+                               AND updated_at < now() - make_interval(secs => $1))
+                           OR (state = 'SUBMITTING'
+                               AND updated_at < now() - make_interval(secs => $2))
+                        ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                    RETURNING {_COLUMNS}, payload""",
+                parked_after,
+                stale_after,
+                limit,
+            )
+        return [(_record(row), row["payload"] or b"") for row in rows]
+
     async def counts_by_state(self) -> dict[State, int]:
         async with self._connection() as conn:
             rows = await conn.fetch("SELECT state, count(*) AS n FROM invoices GROUP BY state")

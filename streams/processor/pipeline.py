@@ -6,6 +6,11 @@ to the platform concurrently. Each wave costs two ledger transactions (claim,
 outcome) whatever its size, and its output events are acknowledged by the broker
 before the batch's offsets may be committed: at-least-once consumption, made
 exactly-once in effect by the ledger and the platform's duplicate check.
+
+A red-letter invoice whose original is not confirmed yet is *parked* in the
+ledger (state RECEIVED, with its payload) instead of holding up the partition;
+``resume`` sends it once the original is confirmed, or fails it after
+``original_wait_seconds``. Parking in the ledger, not in memory, survives a crash.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 from streams.errors import InvalidEventError, LedgerUnavailableError
-from streams.events.outputs import confirmed_event, encode, failed_event
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Accepted
@@ -28,19 +33,14 @@ from streams.processor.decisions import Action, decide
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Delivered, Deliverer, Undeliverable
 from streams.processor.health import Health
+from streams.processor.messages import Messages
 from streams.processor.ports import LedgerPort, OutMessage, OutputPort
 from streams.processor.records import IssuedEvent, RawRecord
-from streams.retry.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class Topics:
-    def __init__(self, confirmed: str, failed: str, dlq: str) -> None:
-        self.confirmed = confirmed
-        self.failed = failed
-        self.dlq = dlq
+Submission = tuple[IssuedEvent, InvoiceRecord]
+WAITING_FOR_ORIGINAL = "WAITING_FOR_ORIGINAL"
 
 
 def waves(records: Sequence[RawRecord]) -> list[list[RawRecord]]:
@@ -57,6 +57,12 @@ def waves(records: Sequence[RawRecord]) -> list[list[RawRecord]]:
     return out
 
 
+def original_key(event: IssuedEvent) -> InvoiceKey | None:
+    if event.invoice.get("kind") != "red":
+        return None
+    return InvoiceKey(event.key.seller_tax_id, str(event.invoice.get("original_invoice_number")))
+
+
 class Processor:
     def __init__(
         self,
@@ -65,9 +71,8 @@ class Processor:
         deliverer: Deliverer,
         output: OutputPort,
         decoder: Decoder,
-        topics: Topics,
+        messages: Messages,
         health: Health,
-        worker_id: str,
         original_wait_seconds: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -75,14 +80,10 @@ class Processor:
         self._deliverer = deliverer
         self._output = output
         self._decoder = decoder
-        self._topics = topics
+        self._messages = messages
         self._health = health
-        self._worker_id = worker_id
         self._original_wait = original_wait_seconds
         self._sleep = sleep
-        # Keys the platform accepted in the wave in flight, before the ledger records it:
-        # a red-letter invoice in the same wave as its original may go as soon as these do.
-        self._accepted_now: set[InvoiceKey] = set()
 
     async def process(self, records: Sequence[RawRecord]) -> None:
         for wave in waves(records):
@@ -97,35 +98,31 @@ class Processor:
             except InvalidEventError as exc:
                 log.warning("dead-lettering %s[%d]@%d: %s", raw.topic, raw.partition, raw.offset,
                             exc.message)  # fmt: skip
-                out += self._failure(raw, None, exc.reason_code, exc.message, exc.field,
-                                     retryable=False, attempts=0,
-                                     exception_class=type(exc).__name__)  # fmt: skip
-        existing = await self._until_ledger(lambda: self._ledger.load([e.key for e in events]))
+                out += self._messages.failure(raw, None, exc.reason_code, exc.message, exc.field,
+                                              retryable=False, attempts=0,
+                                              exception_class=type(exc).__name__)  # fmt: skip
+        keys = [e.key for e in events] + [k for e in events if (k := original_key(e))]
+        existing = await self._until_ledger(lambda: self._ledger.load(keys))
         claims: list[Change] = []
-        submit: list[tuple[IssuedEvent, InvoiceRecord]] = []
-        for event in events:
-            current = existing.get(event.key)
-            self._plan(event, current, claims, submit, out)
+        submit: list[Submission] = []
+        # Originals first, so a red-letter invoice knows whether its original is in this wave.
+        for event in sorted(events, key=lambda e: original_key(e) is not None):
+            self._plan(event, existing, claims, submit, out)
         await self._until_ledger(lambda: self._ledger.apply(claims))
-
-        self._accepted_now.clear()
-        results = await asyncio.gather(*(self._deliver(event, rec) for event, rec in submit))
-        outcomes = [
-            self._outcome(event, record, result, out)
-            for (event, record), result in zip(submit, results, strict=True)
-        ]
-        await self._until_ledger(lambda: self._ledger.apply(outcomes))
+        await self._submit(submit, out)
         await self._output.publish(out)
 
     def _plan(
         self,
         event: IssuedEvent,
-        current: InvoiceRecord | None,
+        existing: dict[InvoiceKey, InvoiceRecord],
         claims: list[Change],
-        submit: list[tuple[IssuedEvent, InvoiceRecord]],
+        submit: list[Submission],
         out: list[OutMessage],
     ) -> None:
+        current = existing.get(event.key)
         previous = None if current is None else current.state
+        identity = (event.key, event.event_id)
         if event.violation is not None:
             exc = event.violation
             if current is not None and current.state == State.CONFIRMED:
@@ -138,18 +135,30 @@ class Processor:
                 )  # fmt: skip
                 claims.append(Change(failed, previous, event.event_id, exc.reason_code,
                                      exc.message, payload=event.raw.value))  # fmt: skip
-            out += self._failure(event.raw, event, exc.reason_code, exc.message, exc.field,
-                                 retryable=False, attempts=0,
-                                 exception_class=type(exc).__name__)  # fmt: skip
+            out += self._messages.failure(event.raw, identity, exc.reason_code, exc.message,
+                                          exc.field, retryable=False, attempts=0,
+                                          exception_class=type(exc).__name__)  # fmt: skip
             return
         action = decide(current, event.content_hash)
         if action is Action.SUBMIT:
             attempts = current.attempts if current and current.state != State.FAILED else 0
-            record = replace(_new_record(event, State.SUBMITTING), attempts=attempts)
-            reason = "REPLAY" if previous == State.FAILED else (
+            original = original_key(event)
+            found = None if original is None else existing.get(original)
+            ready = (
+                original is None
+                or original in {e.key for e, _ in submit}
+                or (found is not None and found.state == State.CONFIRMED)
+            )
+            state = State.SUBMITTING if ready else State.RECEIVED
+            if previous == State.RECEIVED and not ready:
+                return  # already parked; the resume loop has it
+            record = replace(_new_record(event, state), attempts=attempts)
+            reason = WAITING_FOR_ORIGINAL if not ready else (
+                "REPLAY" if previous == State.FAILED else
                 "RESUME" if previous is not None else None)  # fmt: skip
             claims.append(Change(record, previous, event.event_id, reason, payload=event.raw.value))
-            submit.append((event, record))
+            if ready:
+                submit.append((event, record))
             return
         assert current is not None
         if action is Action.REEMIT:
@@ -163,10 +172,10 @@ class Processor:
                     history_only=True,
                 )
             )
-            out.append(self._confirmation(current, event.event_id))  # fmt: skip
+            out.append(self._messages.confirmation(current, event.event_id))  # fmt: skip
         elif action is Action.LEAVE:
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_RESEND",
-                                 "identical re-send while awaiting the platform's receipt",
+                                 "identical re-send while the platform is still checking it",
                                  history_only=True))  # fmt: skip
         else:
             message = (
@@ -175,65 +184,96 @@ class Processor:
             )
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_CONFLICT", message,
                                  history_only=True))  # fmt: skip
-            out += self._failure(event.raw, event, "DUPLICATE_CONFLICT", message, None,
-                                 retryable=False, attempts=0,
-                                 exception_class="DuplicateConflict")  # fmt: skip
+            out += self._messages.failure(event.raw, identity, "DUPLICATE_CONFLICT", message,
+                                          None, retryable=False, attempts=0,
+                                          exception_class="DuplicateConflict")  # fmt: skip
+
+    async def resume(self, parked: Sequence[tuple[InvoiceRecord, bytes]]) -> None:
+        """Finish invoices the ledger holds unfinished: parked red-letter invoices whose
+        original may now be confirmed, and attempts a crashed worker left mid-flight."""
+        out: list[OutMessage] = []
+        claims: list[Change] = []
+        submit: list[Submission] = []
+        now = datetime.now(UTC)
+        for record, payload in parked:
+            raw = RawRecord(
+                self._messages.topics.issued,
+                record.source_partition or 0,
+                record.source_offset or 0,
+                str(record.key).encode(),
+                payload,
+            )
+            try:
+                event = self._decoder.decode(raw)
+            except InvalidEventError as exc:
+                claims.append(self._failed(record, exc.reason_code, exc.message, exc.field))
+                out += self._messages.failure(raw, (record.key, record.source_event_id or ""),
+                                              exc.reason_code, exc.message, exc.field,
+                                              retryable=False, attempts=record.attempts,
+                                              exception_class=type(exc).__name__)  # fmt: skip
+                continue
+            original = original_key(event)
+            if record.state == State.RECEIVED and original is not None:
+                found = await self._until_ledger(partial(self._ledger.get, original))
+                if found is None or found.state != State.CONFIRMED:
+                    waited = (now - (record.created_at or now)).total_seconds()
+                    if waited >= self._original_wait:
+                        result = _original_missing(original, found, self._original_wait)
+                        claims.append(self._failed(record, result.code, result.message,
+                                                   result.field))  # fmt: skip
+                        out += self._failure_of(event, result, record.attempts)
+                    continue
+            submitting = replace(record, state=State.SUBMITTING)
+            claims.append(Change(submitting, record.state, event.event_id, "RESUME"))
+            submit.append((event, submitting))
+        await self._until_ledger(lambda: self._ledger.apply(claims))
+        await self._submit(submit, out)
+        await self._output.publish(out)
+
+    async def _submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
+        loop = asyncio.get_running_loop()
+        # Whether each submission was accepted, so a red-letter invoice in the same wave
+        # as its original goes as soon as the platform accepted the original.
+        inflight: dict[InvoiceKey, asyncio.Future[bool]] = {
+            event.key: loop.create_future() for event, _ in submit
+        }
+        results = await asyncio.gather(
+            *(self._deliver(event, rec, inflight) for event, rec in submit)
+        )
+        outcomes = [
+            self._outcome(event, record, result, out)
+            for (event, record), result in zip(submit, results, strict=True)
+        ]
+        await self._until_ledger(lambda: self._ledger.apply(outcomes))
 
     async def _deliver(
-        self, event: IssuedEvent, record: InvoiceRecord
-    ) -> Delivered | Undeliverable:
-        if event.invoice.get("kind") == "red":
-            problem = await self._wait_for_original(event)
-            if problem is not None:
-                return problem
-        result = await self._deliverer.deliver(event, record.attempts)
-        if isinstance(result, Delivered) and isinstance(result.result, Accepted):
-            self._accepted_now.add(event.key)
-        return result
-
-    async def _wait_for_original(self, event: IssuedEvent) -> Undeliverable | None:
-        """A red-letter invoice may only go once the blue one it reverses is confirmed."""
-        original = InvoiceKey(
-            event.key.seller_tax_id, str(event.invoice["original_invoice_number"])
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._original_wait
-        delay = 0.05
-        while True:
-            if original in self._accepted_now:
-                return None
-            record = await self._until_ledger(lambda: self._ledger.get(original))
-            if record is not None and record.state == State.CONFIRMED:
-                return None
-            if loop.time() >= deadline:
-                state = "unknown to the ledger" if record is None else record.state.lower()
-                return Undeliverable(
-                    "ORIGINAL_NOT_CONFIRMED",
-                    f"original invoice {original.invoice_number} is {state} after waiting "
-                    f"{self._original_wait:.0f}s; send or fix it, then replay this one",
-                    "invoice.original_invoice_number", True, 0, "OriginalNotConfirmed",
-                    datetime.now(UTC),
-                )  # fmt: skip
-            await self._sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _outcome(
         self,
         event: IssuedEvent,
         record: InvoiceRecord,
-        result: Delivered | Undeliverable,
+        inflight: dict[InvoiceKey, asyncio.Future[bool]],
+    ) -> Delivered | Undeliverable:
+        accepted = False
+        try:
+            original = original_key(event)
+            pending = None if original is None else inflight.get(original)
+            if original is not None and pending is not None and not await pending:
+                return _original_missing(original, None, 0)
+            result = await self._deliverer.deliver(event, record.attempts)
+            accepted = isinstance(result, Delivered) and isinstance(result.result, Accepted)
+            return result
+        finally:
+            done = inflight.get(event.key)
+            if done is not None and not done.done():
+                done.set_result(accepted)
+
+    def _outcome(
+        self, event: IssuedEvent, record: InvoiceRecord, result: Delivered | Undeliverable,
         out: list[OutMessage],
-    ) -> Change:
+    ) -> Change:  # fmt: skip
         if isinstance(result, Undeliverable):
-            failed = replace(
-                record, state=State.FAILED, attempts=result.posts, error_code=result.code,
-                error_message=result.message, error_field=result.field,
-            )  # fmt: skip
-            out += self._failure(event.raw, event, result.code, result.message, result.field,
-                                 retryable=result.retryable, attempts=result.posts,
-                                 exception_class=result.exception_class,
-                                 first_failure_at=result.first_failure_at)  # fmt: skip
-            return Change(failed, State.SUBMITTING, event.event_id, result.code, result.message)
+            out += self._failure_of(event, result, result.posts)
+            return self._failed(replace(record, attempts=result.posts), result.code,
+                                result.message, result.field)  # fmt: skip
         if isinstance(result.result, Accepted):
             confirmed = replace(
                 record, state=State.CONFIRMED, attempts=result.posts,
@@ -241,7 +281,7 @@ class Processor:
                 confirmed_at=datetime.now(UTC), error_code=None, error_message=None,
                 error_field=None,
             )  # fmt: skip
-            out.append(self._confirmation(confirmed, event.event_id))
+            out.append(self._messages.confirmation(confirmed, event.event_id))
             return Change(confirmed, State.SUBMITTING, event.event_id,
                           detail=f"platform_ref {confirmed.platform_ref}")  # fmt: skip
         pending = replace(
@@ -250,51 +290,19 @@ class Processor:
         return Change(pending, State.SUBMITTING, event.event_id,
                       detail=f"platform receipt {pending.receipt_id} is processing")  # fmt: skip
 
-    def _confirmation(self, record: InvoiceRecord, source_event_id: str) -> OutMessage:
-        assert record.platform_ref is not None
-        assert record.accepted_at is not None
-        event = confirmed_event(
-            invoice_number=record.key.invoice_number,
-            seller_tax_id=record.key.seller_tax_id,
-            platform_ref=record.platform_ref,
-            accepted_at=record.accepted_at,
-            source_event_id=source_event_id,
-            attempts=record.attempts,
-        )
-        return OutMessage(self._topics.confirmed, str(record.key).encode(), encode(event))
+    def _failed(self, record: InvoiceRecord, code: str, message: str, field: str | None) -> Change:
+        failed = replace(record, state=State.FAILED, error_code=code, error_message=message,
+                         error_field=field)  # fmt: skip
+        return Change(failed, record.state, record.source_event_id, code, message)
 
-    def _failure(
-        self,
-        raw: RawRecord,
-        event: IssuedEvent | None,
-        code: str,
-        reason: str,
-        field: str | None,
-        *,
-        retryable: bool,
-        attempts: int,
-        exception_class: str,
-        first_failure_at: datetime | None = None,
+    def _failure_of(
+        self, event: IssuedEvent, result: Undeliverable, attempts: int
     ) -> list[OutMessage]:
-        """``invoice.failed`` plus the dead letter: every failure lands in the DLQ."""
-        now = datetime.now(UTC)
-        failed = failed_event(
-            invoice_number=None if event is None else event.key.invoice_number,
-            seller_tax_id=None if event is None else event.key.seller_tax_id,
-            reason_code=code, reason=reason, field=field, retryable=retryable,
-            attempts=attempts, source_event_id=None if event is None else event.event_id,
+        return self._messages.failure(
+            event.raw, (event.key, event.event_id), result.code, result.message, result.field,
+            retryable=result.retryable, attempts=attempts, exception_class=result.exception_class,
+            first_failure_at=result.first_failure_at,
         )  # fmt: skip
-        letter = DeadLetter(
-            key=raw.key, value=raw.value, reason_code=code, reason=reason,
-            exception_class=exception_class, source_topic=raw.topic,
-            source_partition=raw.partition, source_offset=raw.offset, attempts=attempts,
-            first_failure_at=first_failure_at or now, last_failure_at=now,
-            worker_id=self._worker_id, field=field,
-        )  # fmt: skip
-        return [
-            OutMessage(self._topics.failed, raw.key, encode(failed)),
-            OutMessage(self._topics.dlq, raw.key, raw.value, letter.headers()),
-        ]
 
     async def _until_ledger(self, call: Callable[[], Awaitable[T]]) -> T:
         """No upload without a ledger record: while the database is away, wait for it."""
@@ -314,6 +322,18 @@ class Processor:
                 log.warning("ledger is back; resuming")
                 self._health.ledger_available = True
             return result
+
+
+def _original_missing(
+    original: InvoiceKey, found: InvoiceRecord | None, waited: float
+) -> Undeliverable:
+    state = "unknown to the ledger" if found is None else found.state.lower()
+    return Undeliverable(
+        "ORIGINAL_NOT_CONFIRMED",
+        f"original invoice {original.invoice_number} is {state} after waiting {waited:.0f}s; "
+        "send or fix the original, then replay this one",
+        "invoice.original_invoice_number", True, 0, "OriginalNotConfirmed", datetime.now(UTC),
+    )  # fmt: skip
 
 
 def _new_record(event: IssuedEvent, state: State) -> InvoiceRecord:

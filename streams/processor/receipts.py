@@ -8,21 +8,18 @@ worker holds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from streams.errors import (
-    InvoiceSyncError,
-    PlatformRejectedError,
-    PlatformUnavailableError,
-)
-from streams.events.outputs import confirmed_event, encode, failed_event
+from streams.errors import InvoiceSyncError, PlatformRejectedError, PlatformUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Accepted
+from streams.processor.messages import Messages
 from streams.processor.ports import OutMessage, OutputPort, PlatformPort
-from streams.retry.deadletter import DeadLetter
+from streams.processor.records import RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +29,7 @@ class ReceiptLedger(Protocol):
 
     async def payload(self, key: InvoiceKey) -> bytes | None: ...
 
-    async def apply(self, changes: list[Change]) -> None: ...
+    async def apply(self, changes: Sequence[Change]) -> None: ...
 
 
 class ReceiptPoller:
@@ -42,22 +39,14 @@ class ReceiptPoller:
         ledger: ReceiptLedger,
         platform: PlatformPort,
         output: OutputPort,
-        confirmed_topic: str,
-        failed_topic: str,
-        dlq_topic: str,
-        issued_topic: str,
-        worker_id: str,
+        messages: Messages,
         interval: float,
         stuck_after: float,
     ) -> None:
         self._ledger = ledger
         self._platform = platform
         self._output = output
-        self._confirmed_topic = confirmed_topic
-        self._failed_topic = failed_topic
-        self._dlq_topic = dlq_topic
-        self._issued_topic = issued_topic
-        self._worker_id = worker_id
+        self._messages = messages
         self._interval = interval
         self._stuck_after = stuck_after
 
@@ -87,14 +76,7 @@ class ReceiptPoller:
                 )  # fmt: skip
                 changes.append(Change(confirmed, State.PENDING, None,
                                       detail=f"receipt {record.receipt_id} accepted"))  # fmt: skip
-                event = confirmed_event(
-                    invoice_number=record.key.invoice_number,
-                    seller_tax_id=record.key.seller_tax_id,
-                    platform_ref=result.platform_ref, accepted_at=result.accepted_at,
-                    source_event_id=record.source_event_id or "unknown", attempts=record.attempts,
-                )  # fmt: skip
-                key = str(record.key).encode()
-                out.append(OutMessage(self._confirmed_topic, key, encode(event)))
+                out.append(self._messages.confirmation(confirmed, record.source_event_id or ""))
             elif self._is_stuck(record):
                 log.warning(
                     "invoice %s has waited on receipt %s since %s: flag it to ops "
@@ -118,21 +100,15 @@ class ReceiptPoller:
             error_field=exc.field,
         )  # fmt: skip
         key = str(record.key).encode()
-        event = failed_event(
-            invoice_number=record.key.invoice_number, seller_tax_id=record.key.seller_tax_id,
-            reason_code=exc.code, reason=exc.message, field=exc.field, retryable=False,
-            attempts=record.attempts, source_event_id=record.source_event_id,
+        raw = RawRecord(
+            self._messages.topics.issued,
+            record.source_partition if record.source_partition is not None else -1,
+            record.source_offset if record.source_offset is not None else -1,
+            key,
+            await self._ledger.payload(record.key) or b"",
+        )
+        out += self._messages.failure(
+            raw, (record.key, record.source_event_id or ""), exc.code, exc.message, exc.field,
+            retryable=False, attempts=record.attempts, exception_class=type(exc).__name__,
         )  # fmt: skip
-        out.append(OutMessage(self._failed_topic, key, encode(event)))
-        payload = await self._ledger.payload(record.key)
-        now = datetime.now(UTC)
-        letter = DeadLetter(
-            key=key, value=payload or b"", reason_code=exc.code, reason=exc.message,
-            exception_class=type(exc).__name__, source_topic=self._issued_topic,
-            source_partition=record.source_partition if record.source_partition is not None else -1,
-            source_offset=record.source_offset if record.source_offset is not None else -1,
-            attempts=record.attempts, first_failure_at=now, last_failure_at=now,
-            worker_id=self._worker_id, field=exc.field,
-        )  # fmt: skip
-        out.append(OutMessage(self._dlq_topic, key, letter.value, letter.headers()))
         return Change(failed, State.PENDING, None, exc.code, exc.message)

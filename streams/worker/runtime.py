@@ -23,7 +23,8 @@ from streams.platform.client import PlatformClient
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
-from streams.processor.pipeline import Processor, Topics
+from streams.processor.messages import Messages, Topics
+from streams.processor.pipeline import Processor
 from streams.processor.receipts import ReceiptPoller
 from streams.retry.backoff import Backoff
 from streams.settings import Settings
@@ -61,6 +62,9 @@ class Runtime(Service):
         self.producer = clients.producer(s)
         await self.producer.start()
         sink = ProducerSink(self.producer)
+        messages = Messages(
+            Topics(s.issued_topic, s.confirmed_topic, s.failed_topic, s.dlq_topic), s.worker_id
+        )
         deliverer = Deliverer(
             self.platform,
             Backoff(s.retry_base_delay, s.retry_max_delay, s.retry_max_attempts),
@@ -74,20 +78,15 @@ class Runtime(Service):
             decoder=Decoder(
                 DomainRules.from_settings(s), max_bytes=s.max_message_bytes, today=beijing_today
             ),
-            topics=Topics(s.confirmed_topic, s.failed_topic, s.dlq_topic),
+            messages=messages,
             health=self.health,
-            worker_id=s.worker_id,
             original_wait_seconds=s.original_wait_seconds,
         )
         self.poller = ReceiptPoller(
             ledger=self.ledger,
             platform=self.platform,
             output=sink,
-            confirmed_topic=s.confirmed_topic,
-            failed_topic=s.failed_topic,
-            dlq_topic=s.dlq_topic,
-            issued_topic=s.issued_topic,
-            worker_id=s.worker_id,
+            messages=messages,
             interval=s.receipt_poll_interval,
             stuck_after=s.receipt_stuck_seconds,
         )
@@ -106,6 +105,22 @@ class Runtime(Service):
             except InvoiceSyncError as exc:
                 log.warning("receipt polling paused: %s", exc.message)
             await self.sleep(self.settings.receipt_poll_interval)
+
+    @Service.task
+    async def _finish_unfinished(self) -> None:
+        await self.ready.wait()
+        assert self.processor is not None
+        s = self.settings
+        while not self.should_stop:
+            try:
+                claimed = await self.ledger.unfinished(
+                    parked_after=s.resume_interval, stale_after=s.resume_stale_seconds, limit=200
+                )
+                if claimed:
+                    await self.processor.resume(claimed)
+            except InvoiceSyncError as exc:
+                log.warning("finishing parked invoices paused: %s", exc.message)
+            await self.sleep(s.resume_interval)
 
     async def on_stop(self) -> None:
         if self.api is not None:

@@ -21,6 +21,7 @@ class FakeLedger:
     def __init__(self) -> None:
         self.rows: dict[InvoiceKey, InvoiceRecord] = {}
         self.history: list[Change] = []
+        self.payloads: dict[InvoiceKey, bytes] = {}
         self.unavailable_for = 0  # calls that fail before the database "returns"
 
     def _maybe_down(self) -> None:
@@ -46,6 +47,8 @@ class FakeLedger:
                 self.rows[change.record.key] = replace(
                     change.record, created_at=current.created_at if current else datetime.now(UTC)
                 )
+            if change.payload is not None:
+                self.payloads[change.record.key] = change.payload
             self.history.append(change)
 
 
@@ -63,9 +66,7 @@ class FakePlatform:
         number = str(invoice["invoice_number"])
         self.posts.append(number)
         answers = self.script.get(number)
-        answer: Answer = (
-            answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
-        )
+        answer: Answer = answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
         if isinstance(answer, Exception):
             raise answer
         return answer

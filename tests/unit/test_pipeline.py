@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -17,13 +18,14 @@ from streams.errors import (
     PlatformServerError,
 )
 from streams.events.schemas import validate_event
-from streams.ledger.records import InvoiceKey
+from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Processing
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
-from streams.processor.pipeline import Processor, Topics, waves
+from streams.processor.messages import Messages, Topics
+from streams.processor.pipeline import Processor, waves
 from streams.processor.records import RawRecord
 from streams.retry.backoff import Backoff
 from streams.validation.rules import DomainRules
@@ -31,7 +33,7 @@ from streams.validation.rules import DomainRules
 from .fakes import FakeLedger, FakeOutput, FakePlatform, no_sleep
 
 TODAY = date(2026, 11, 20)
-TOPICS = Topics("confirmed", "failed", "dlq")
+TOPICS = Topics("invoices.issued", "confirmed", "failed", "dlq")
 
 
 class Harness:
@@ -49,7 +51,7 @@ class Harness:
         self.processor = Processor(
             ledger=self.ledger, deliverer=deliverer, output=self.output,
             decoder=Decoder(DomainRules(), max_bytes=100_000, today=lambda: TODAY),
-            topics=TOPICS, health=self.health, worker_id="w1", original_wait_seconds=0.05,
+            messages=Messages(TOPICS, "w1"), health=self.health, original_wait_seconds=60.0,
             sleep=no_sleep,
         )  # fmt: skip
 
@@ -64,6 +66,10 @@ class Harness:
             value = orjson.dumps(value)
         self.offset += 1
         return RawRecord("invoices.issued", 0, self.offset, key, value)
+
+    async def parked(self) -> list[tuple[InvoiceRecord, bytes]]:
+        return [(r, self.ledger.payloads[r.key]) for r in self.ledger.rows.values()
+                if r.state == State.RECEIVED]  # fmt: skip
 
     def state(self, invoice: dict[str, Any]) -> State:
         return self.ledger.rows[
@@ -259,10 +265,46 @@ async def test_red_invoice_waits_for_its_original_in_the_same_batch() -> None:
     assert h.state(red) == State.CONFIRMED
 
 
-async def test_red_invoice_without_confirmed_original_fails_after_the_wait() -> None:
+async def test_red_invoice_is_parked_until_its_original_is_confirmed() -> None:
+    h = Harness()
+    blue = h.invoice(1)
+    red = h.invoice(2, kind="red", original=blue)
+    await h.processor.process([h.record(issued_event(red))])
+    assert h.state(red) == State.RECEIVED
+    assert h.platform.posts == []
+    assert h.output.messages == []
+    await h.processor.process([h.record(issued_event(blue))])
+    await h.processor.resume(await h.parked())
+    assert h.platform.posts == [blue["invoice_number"], red["invoice_number"]]
+    assert h.state(red) == State.CONFIRMED
+    assert len(h.output.on("confirmed")) == 2
+
+
+async def test_parked_red_invoice_fails_when_its_original_never_comes() -> None:
     h = Harness()
     red = h.invoice(2, kind="red", original=h.invoice(1))
     await h.processor.process([h.record(issued_event(red))])
+    parked = [(replace(r, created_at=datetime.now(UTC) - timedelta(hours=1)), p)
+              for r, p in await h.parked()]  # fmt: skip
+    await h.processor.resume(parked)
     [failed] = decoded(h.output.on("failed"))
     assert failed["reason_code"] == "ORIGINAL_NOT_CONFIRMED" and failed["retryable"] is True
+    assert failed["field"] == "invoice.original_invoice_number"
     assert h.platform.posts == []
+    assert h.state(red) == State.FAILED
+    [letter] = h.output.on("dlq")
+    assert orjson.loads(letter.value)["invoice"]["invoice_number"] == red["invoice_number"]
+
+
+async def test_red_invoice_fails_at_once_when_its_original_fails_in_the_same_wave() -> None:
+    h = Harness()
+    blue = h.invoice(1)
+    red = h.invoice(2, kind="red", original=blue)
+    h.platform.script[blue["invoice_number"]] = [
+        PlatformRejectedError("no", platform_code="INVALID_FIELD", field="remarks")
+    ]
+    await h.processor.process([h.record(issued_event(blue)), h.record(issued_event(red))])
+    codes = {f["invoice_number"]: f["reason_code"] for f in decoded(h.output.on("failed"))}
+    assert codes == {blue["invoice_number"]: "INVALID_FIELD",
+                     red["invoice_number"]: "ORIGINAL_NOT_CONFIRMED"}  # fmt: skip
+    assert h.platform.posts == [blue["invoice_number"]]

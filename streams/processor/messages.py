@@ -1,0 +1,75 @@
+"""The output messages for an outcome: a confirmation, or a failure plus its dead letter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from streams.events.outputs import confirmed_event, encode, failed_event
+from streams.ledger.records import InvoiceKey, InvoiceRecord
+from streams.processor.ports import OutMessage
+from streams.processor.records import RawRecord
+from streams.retry.deadletter import DeadLetter
+
+
+class Topics:
+    def __init__(self, issued: str, confirmed: str, failed: str, dlq: str) -> None:
+        self.issued = issued
+        self.confirmed = confirmed
+        self.failed = failed
+        self.dlq = dlq
+
+
+class Messages:
+    def __init__(self, topics: Topics, worker_id: str) -> None:
+        self.topics = topics
+        self._worker_id = worker_id
+
+    def confirmation(self, record: InvoiceRecord, source_event_id: str) -> OutMessage:
+        assert record.platform_ref is not None
+        assert record.accepted_at is not None
+        event = confirmed_event(
+            invoice_number=record.key.invoice_number,
+            seller_tax_id=record.key.seller_tax_id,
+            platform_ref=record.platform_ref,
+            accepted_at=record.accepted_at,
+            source_event_id=source_event_id,
+            attempts=record.attempts,
+        )
+        return OutMessage(self.topics.confirmed, str(record.key).encode(), encode(event))
+
+    def failure(
+        self,
+        raw: RawRecord,
+        identity: tuple[InvoiceKey, str] | None,
+        code: str,
+        reason: str,
+        field: str | None,
+        *,
+        retryable: bool,
+        attempts: int,
+        exception_class: str,
+        first_failure_at: datetime | None = None,
+    ) -> list[OutMessage]:
+        """``invoice.failed`` plus the dead letter: every failure lands in the DLQ.
+
+        ``identity`` is the invoice key and source event id, when the message had them.
+        """
+        now = datetime.now(UTC)
+        key, event_id = identity if identity is not None else (None, None)
+        failed = failed_event(
+            invoice_number=None if key is None else key.invoice_number,
+            seller_tax_id=None if key is None else key.seller_tax_id,
+            reason_code=code, reason=reason, field=field, retryable=retryable,
+            attempts=attempts, source_event_id=event_id,
+        )  # fmt: skip
+        letter = DeadLetter(
+            key=raw.key, value=raw.value, reason_code=code, reason=reason,
+            exception_class=exception_class, source_topic=raw.topic,
+            source_partition=raw.partition, source_offset=raw.offset, attempts=attempts,
+            first_failure_at=first_failure_at or now, last_failure_at=now,
+            worker_id=self._worker_id, field=field,
+        )  # fmt: skip
+        return [
+            OutMessage(self.topics.failed, raw.key, encode(failed)),
+            OutMessage(self.topics.dlq, raw.key, raw.value, letter.headers()),
+        ]
