@@ -28,6 +28,9 @@ async def prepare(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; faust drains the batch in flight and commits on the way out."""
+    # faust chdirs into its workdir before logging is set up, and mode's exit handler
+    # swallows that error silently: make sure it exists.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(prepare(settings))
