@@ -32,6 +32,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1]
 
 
+_UNREADABLE = ("MALFORMED", "SCHEMA_VIOLATION")
+
+
 def _last_code(outcomes: Outcomes, key: bytes) -> object:
     return outcomes.failed.get(key, [{}])[-1].get("reason_code")
 
@@ -73,11 +76,18 @@ def print_summary(
             f"  issued→confirmed p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms"
         )
     sample_ok = next((k for k in keys if k in outcomes.confirmed), None)
-    sample_bad = next(iter(sorted(outcomes.failed)), None)
+    # A failure the ledger knows (it had an identity); unreadable ones live only in the DLQ.
+    sample_bad = next(
+        (k for k in sorted(outcomes.failed) if _last_code(outcomes, k) not in _UNREADABLE), None
+    )
     echo("\nLook further (the ledger stays in "
          f"{settings.data_dir / 'postgres'} after the demo):")  # fmt: skip
-    for sample in (sample_ok, sample_bad):
-        if sample and b":" in sample:
-            seller, number = sample.decode().split(":", 1)
-            echo(f"  .venv/bin/invoice-sync status {number} --seller {seller}")
+    if sample_ok is not None:
+        seller, number = sample_ok.decode().split(":", 1)
+        echo(f"  .venv/bin/invoice-sync status {number} --seller {seller}")
+    if sample_bad is not None:
+        # The failure's own fields: a bad seller id means the key and the invoice disagree.
+        failed = outcomes.failed[sample_bad][-1]
+        echo(f"  .venv/bin/invoice-sync status {failed['invoice_number']} "
+             f"--seller {failed['seller_tax_id']}")  # fmt: skip
     echo("  .venv/bin/invoice-sync --help")

@@ -1,6 +1,6 @@
 """The ledger's state machine: which state changes an invoice may go through.
 
-RECEIVED ─▶ SUBMITTING ─▶ CONFIRMED
+RECEIVED ◀▶ SUBMITTING ─▶ CONFIRMED
    │            │  ▲ ▲
    │            ▼  │ └── FAILED (a replay starts afresh)
    │         PENDING (a 202 receipt, polled until it settles)
@@ -34,7 +34,10 @@ _ALLOWED: dict[State | None, frozenset[State]] = {
     None: frozenset({State.RECEIVED, State.SUBMITTING, State.FAILED}),
     State.RECEIVED: frozenset({State.SUBMITTING, State.FAILED}),
     # SUBMITTING → SUBMITTING: a resumed attempt after a crash or a retry.
-    State.SUBMITTING: frozenset({State.SUBMITTING, State.PENDING, State.CONFIRMED, State.FAILED}),
+    # SUBMITTING → RECEIVED: a red-letter invoice parked because its original did not settle.
+    State.SUBMITTING: frozenset(
+        {State.SUBMITTING, State.RECEIVED, State.PENDING, State.CONFIRMED, State.FAILED}
+    ),
     # PENDING → SUBMITTING: a receipt stuck for too long is re-posted (409 tells the truth).
     State.PENDING: frozenset({State.PENDING, State.SUBMITTING, State.CONFIRMED, State.FAILED}),
     State.CONFIRMED: frozenset(),

@@ -47,7 +47,8 @@ class WorkerProcess:
                     )
                 try:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                        if resp.status == 200:
+                        # Ready and consuming: joining the group can take seconds.
+                        if resp.status == 200 and (await resp.json())["assigned_partitions"]:
                             return
                 except (aiohttp.ClientError, TimeoutError):
                     pass

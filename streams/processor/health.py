@@ -10,6 +10,8 @@ class Health:
     ledger_available: bool = True
     platform_credentials_ok: bool = True
     last_problem: str | None = None
+    #: partitions of the issued topic this worker consumes (None: not joined yet)
+    assigned_partitions: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -21,4 +23,5 @@ class Health:
             "ledger_available": self.ledger_available,
             "platform_credentials_ok": self.platform_credentials_ok,
             "last_problem": self.last_problem,
+            "assigned_partitions": self.assigned_partitions,
         }

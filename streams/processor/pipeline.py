@@ -40,6 +40,12 @@ from streams.processor.records import IssuedEvent, RawRecord
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Submission = tuple[IssuedEvent, InvoiceRecord]
+
+
+class Parked:
+    """A red-letter invoice whose original, sent in the same wave, did not settle."""
+
+
 WAITING_FOR_ORIGINAL = "WAITING_FOR_ORIGINAL"
 
 
@@ -251,13 +257,13 @@ class Processor:
         event: IssuedEvent,
         record: InvoiceRecord,
         inflight: dict[InvoiceKey, asyncio.Future[bool]],
-    ) -> Delivered | Undeliverable:
+    ) -> Delivered | Undeliverable | Parked:
         accepted = False
         try:
             original = original_key(event)
             pending = None if original is None else inflight.get(original)
             if original is not None and pending is not None and not await pending:
-                return _original_missing(original, None, 0)
+                return Parked()
             result = await self._deliverer.deliver(event, record.attempts)
             accepted = isinstance(result, Delivered) and isinstance(result.result, Accepted)
             return result
@@ -267,9 +273,12 @@ class Processor:
                 done.set_result(accepted)
 
     def _outcome(
-        self, event: IssuedEvent, record: InvoiceRecord, result: Delivered | Undeliverable,
-        out: list[OutMessage],
+        self, event: IssuedEvent, record: InvoiceRecord,
+        result: Delivered | Undeliverable | Parked, out: list[OutMessage],
     ) -> Change:  # fmt: skip
+        if isinstance(result, Parked):
+            return Change(replace(record, state=State.RECEIVED), State.SUBMITTING,
+                          event.event_id, WAITING_FOR_ORIGINAL)  # fmt: skip
         if isinstance(result, Undeliverable):
             out += self._failure_of(event, result, result.posts)
             return self._failed(replace(record, attempts=result.posts), result.code,

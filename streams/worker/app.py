@@ -36,6 +36,15 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
     )
     issued = app.topic(settings.issued_topic, key_type=bytes, value_type=bytes)
 
+    # Shown on /readyz: a worker may be up but not consuming yet (group join) or at all
+    # (more workers than partitions).
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        mine = [tp for tp in args[0] if tp.topic == settings.issued_topic]
+        runtime.health.assigned_partitions = len(mine)
+        log.info("consuming %d partitions of %s", len(mine), settings.issued_topic)
+
+    app.on_partitions_assigned.connect(on_assigned)
+
     @app.agent(issued)
     async def process(stream: Any) -> None:
         await runtime.ready.wait()
