@@ -196,7 +196,8 @@ class SandboxStore:
         key = invoice_key(invoice)
         if key is None or not isinstance(invoice, Mapping):
             return Rejected(
-                check(invoice, self) or Rejection("INVALID_FIELD", "No identity.", None)
+                check(invoice, self)
+                or Rejection("INVALID_FIELD", "The invoice has no identity.", None)
             )
         if key in self._stored:
             return AlreadyExists(self._stored[key])
