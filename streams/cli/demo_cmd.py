@@ -34,7 +34,5 @@ def up(count: int, timeout: float) -> None:
     """Like ``demo``, then keep everything serving until Ctrl-C."""
     from streams.demo.runner import run_demo
 
-    try:
-        asyncio.run(run_demo(load_settings(), count=count, serve=True, timeout=timeout))
-    except KeyboardInterrupt:
-        click.echo("Stopped.")
+    raise SystemExit(asyncio.run(run_demo(load_settings(), count=count, serve=True,
+                                          timeout=timeout)))  # fmt: skip

@@ -57,7 +57,9 @@ async def local_pipeline(
         await ensure_topics(services.bootstrap, settings.all_topics,
                             partitions=settings.topic_partitions,
                             replication=1)  # fmt: skip
-        port = settings.http_port or free_port()
+        # A fixed default port could be taken on a developer's machine; honour it only
+        # when asked for explicitly.
+        port = settings.http_port if "http_port" in settings.model_fields_set else free_port()
         env = {
             "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
             "INVOICE_SYNC_DATABASE_URL": services.database_url,
@@ -93,6 +95,7 @@ async def _publish(bootstrap: str, topic: str, items: list[FeedItem]) -> dict[by
 
 
 async def run_demo(settings: Settings, *, count: int, serve: bool, timeout: float) -> int:
+    """Returns the exit status: 0 when done, 130 when interrupted (Ctrl-C, SIGTERM)."""
     # If whatever started us dies (make killed, terminal closed), we get SIGTERM and
     # tear everything down instead of leaving a broker and a database behind.
     set_parent_death_signal(signal.SIGTERM)
@@ -100,6 +103,16 @@ async def run_demo(settings: Settings, *, count: int, serve: bool, timeout: floa
     assert main is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    loop.add_signal_handler(signal.SIGINT, main.cancel)
+    try:
+        return await _demo(settings, count=count, serve=serve, timeout=timeout)
+    except asyncio.CancelledError:
+        click.echo("\nStopped the worker, sandbox, broker and database.", err=True)
+        # For `up`, Ctrl-C is the way to stop; for `demo` it cut the run short.
+        return 0 if serve else 130
+
+
+async def _demo(settings: Settings, *, count: int, serve: bool, timeout: float) -> int:
     click.echo("Starting the local pipeline:")
     async with local_pipeline(settings, faults=Faults.profile("demo")) as pipe:
         tracker = OutcomeTracker(pipe.bootstrap, settings.confirmed_topic,

@@ -30,6 +30,9 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4 * 1024 * 1024),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
+        # On shutdown, finish the batch in hand but not faust's whole read-ahead buffer:
+        # what was not processed is not committed, and is read again after the restart.
+        stream_wait_empty=False,
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
