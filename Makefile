@@ -18,8 +18,8 @@ up: $(STAMP)
 	exec $(BIN)/invoice-sync up
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams tests bench
-	$(BIN)/ruff format --check streams tests bench
+	$(BIN)/ruff check streams tests $(wildcard bench)
+	$(BIN)/ruff format --check streams tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict streams

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from streams.sandbox.server import SandboxServer
 
 from streams.kafka.topics import ensure_topics
 from streams.local.processes import free_port
 from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
 from streams.sandbox.faults import Faults
+from streams.sandbox.server import SandboxServer
 from streams.settings import Settings
 
 APP_ID, APP_SECRET = "it-app", "it-secret"
