@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run up test lint typecheck unit integration bench clean
+.PHONY: run up test lint typecheck unit integration bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
+
+# The fault-injection scenarios at a larger size, with the table for docs/guarantees.md.
+chaos: $(STAMP)
+	CHAOS_INVOICES=$${CHAOS_INVOICES:-20000} $(BIN)/pytest -m chaos -q tests/integration/test_faults.py
 
 test: lint typecheck
 	$(BIN)/pytest -q

@@ -11,6 +11,7 @@ import socket
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,18 @@ class Settings(BaseSettings):
     resume_stale_seconds: float = Field(
         300.0, gt=0, description="an attempt untouched this long was abandoned: finish it"
     )
+    platform_rate_limit: float = Field(
+        0.0, ge=0, description="max platform requests per second per worker; 0 = no limit"
+    )
+    platform_auth_retry_seconds: float = Field(
+        30.0, gt=0, description="after a 401, seconds before trying the credentials again"
+    )
+    breaker_threshold: int = Field(10, ge=1, description="transient failures in a row: open")
+    breaker_probe_interval: float = Field(2.0, gt=0, description="seconds between probes")
+    fault_crash_at: Literal["before_post", "after_post", "after_ledger", "before_commit"] | None = (
+        Field(None, description="TESTS ONLY: SIGKILL the worker at this point")
+    )
+    fault_crash_after: int = Field(1, ge=1, description="TESTS ONLY: ...the Nth time it is reached")
     log_level: str = Field("INFO")
     log_json: bool | None = Field(None, description="JSON logs; default: when not a terminal")
 

@@ -18,6 +18,9 @@ class Outcomes:
     confirmed: dict[bytes, list[dict[str, object]]] = field(default_factory=dict)
     failed: dict[bytes, list[dict[str, object]]] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    #: the (partition, offset) each dead letter came from: a redelivered failure is
+    #: dead-lettered again (at-least-once), and this tells the repeats apart
+    dead_letter_sources: set[tuple[bytes, bytes]] = field(default_factory=set)
     #: when the first confirmation of each key arrived (its ``occurred_at``)
     confirmed_at: dict[bytes, datetime] = field(default_factory=dict)
 
@@ -65,6 +68,12 @@ class OutcomeTracker:
                     if kind == "dlq":
                         headers = dict(message.headers or ())
                         out.dead_letters[headers.get("reason_code", b"?").decode()] += 1
+                        out.dead_letter_sources.add(
+                            (
+                                headers.get("source_partition", b""),
+                                headers.get("source_offset", b""),
+                            )
+                        )
                         continue
                     event = orjson.loads(message.value)
                     if kind == "confirmed":

@@ -17,10 +17,13 @@ from streams.errors import (
     PlatformUnavailableError,
 )
 from streams.platform.results import Accepted, Processing
+from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.health import Health
 from streams.processor.ports import PlatformPort
 from streams.processor.records import IssuedEvent
 from streams.retry.backoff import Backoff
+from streams.retry.circuit import CircuitBreaker, CircuitState
+from streams.retry.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ class Deliverer:
         health: Health,
         *,
         concurrency: int,
+        breaker: CircuitBreaker | None = None,
+        bucket: TokenBucket | None = None,
+        crash: CrashPoints = NO_CRASH,
         auth_retry_seconds: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -64,26 +70,42 @@ class Deliverer:
         self._backoff = backoff
         self._health = health
         self._limit = asyncio.Semaphore(concurrency)
+        self._breaker = breaker
+        self._bucket = bucket or TokenBucket(0)
+        self._crash = crash
         self._auth_retry_seconds = auth_retry_seconds
         self._sleep = sleep
+
+    async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
+        """One POST, through the breaker and the rate limit; errors come back as values."""
+        async with self._limit:
+            if self._breaker is not None:
+                await self._breaker.admit()
+            await self._bucket.acquire()
+            self._crash.reached("before_post")
+            try:
+                result: Accepted | Processing | PlatformError = await self._platform.submit(
+                    event.invoice, event.body
+                )
+            except PlatformError as exc:
+                result = exc
+            if self._breaker is not None:
+                if not isinstance(result, PlatformUnavailableError):
+                    self._breaker.success()  # any real answer means the platform is up
+                elif not isinstance(result, PlatformRateLimitedError):
+                    self._breaker.failure()
+            self._crash.reached("after_post")
+            return result
 
     async def deliver(self, event: IssuedEvent, posts: int = 0) -> Delivered | Undeliverable:
         failures = 0
         first_failure: datetime | None = None
         while True:
-            posts += 1
-            try:
-                async with self._limit:
-                    result = await self._platform.submit(event.invoice, event.body)
-            except PlatformRejectedError as exc:
-                return Undeliverable(
-                    exc.code, exc.message, exc.field, False, posts, type(exc).__name__,
-                    first_failure or datetime.now(UTC),
-                )  # fmt: skip
-            except PlatformAuthError as exc:
-                posts -= 1  # refused at the door: nothing reached the platform
+            result = await self._attempt(event)
+            if isinstance(result, PlatformAuthError):
+                # Refused at the door: nothing reached the platform, no POST counted.
                 self._health.platform_credentials_ok = False
-                self._health.last_problem = f"platform rejected our credentials: {exc.message}"
+                self._health.last_problem = f"platform rejected our credentials: {result.message}"
                 log.critical(
                     "platform answered 401 for %s: submission stopped until the credentials "
                     "(INVOICE_SYNC_PLATFORM_APP_ID / _APP_SECRET) work; retrying in %.0fs",
@@ -91,27 +113,28 @@ class Deliverer:
                 )  # fmt: skip
                 await self._sleep(self._auth_retry_seconds)
                 continue
-            except PlatformUnavailableError as exc:
-                now = datetime.now(UTC)
-                first_failure = first_failure or now
-                if not isinstance(exc, PlatformRateLimitedError):
-                    # A 429 is pacing, not failure: it must not use up the retry budget.
-                    failures += 1
-                if self._backoff.exhausted(failures):
-                    return Undeliverable(
-                        "RETRIES_EXHAUSTED",
-                        f"gave up after {posts} POSTs; last: {exc.message}",
-                        None, True, posts, type(exc).__name__, first_failure,
-                    )  # fmt: skip
-                delay = self._backoff.delay(failures or 1, exc.retry_after)
-                level = logging.INFO if isinstance(exc, PlatformInDoubtError) else logging.DEBUG
-                log.log(level, "%s: %s; retry %d in %.2fs", event.key, exc.message, posts, delay)
-                await self._sleep(delay)
-                continue
-            except PlatformError as exc:
+            posts += 1
+            if isinstance(result, Accepted | Processing):
+                self._health.platform_credentials_ok = True
+                return Delivered(result, posts)
+            first_failure = first_failure or datetime.now(UTC)
+            if isinstance(result, PlatformRejectedError):
+                return Undeliverable(result.code, result.message, result.field, False, posts,
+                                     type(result).__name__, first_failure)  # fmt: skip
+            if not isinstance(result, PlatformUnavailableError):
+                return Undeliverable(result.reason_code, result.message, None, False, posts,
+                                     type(result).__name__, first_failure)  # fmt: skip
+            closed = self._breaker is None or self._breaker.state == CircuitState.CLOSED
+            if not isinstance(result, PlatformRateLimitedError) and closed:
+                # A 429 is pacing, not failure; and failures of an outage (the breaker
+                # opened) are the platform's, not this invoice's: neither uses the budget.
+                failures += 1
+            if self._backoff.exhausted(failures):
                 return Undeliverable(
-                    exc.reason_code, exc.message, None, False, posts, type(exc).__name__,
-                    first_failure or datetime.now(UTC),
+                    "RETRIES_EXHAUSTED", f"gave up after {posts} POSTs; last: {result.message}",
+                    None, True, posts, type(result).__name__, first_failure,
                 )  # fmt: skip
-            self._health.platform_credentials_ok = True
-            return Delivered(result, posts)
+            delay = self._backoff.delay(failures or 1, result.retry_after)
+            level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
+            log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay)
+            await self._sleep(delay)

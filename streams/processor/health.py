@@ -12,6 +12,8 @@ class Health:
     last_problem: str | None = None
     #: partitions of the issued topic this worker consumes (None: not joined yet)
     assigned_partitions: int | None = None
+    #: the platform circuit breaker: closed, open or half_open
+    circuit: str = "closed"
 
     @property
     def ready(self) -> bool:
@@ -24,4 +26,5 @@ class Health:
             "platform_credentials_ok": self.platform_credentials_ok,
             "last_problem": self.last_problem,
             "assigned_partitions": self.assigned_partitions,
+            "circuit": self.circuit,
         }

@@ -29,6 +29,7 @@ from streams.errors import InvalidEventError, LedgerUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Accepted
+from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.decisions import Action, decide
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Delivered, Deliverer, Undeliverable
@@ -80,6 +81,7 @@ class Processor:
         messages: Messages,
         health: Health,
         original_wait_seconds: float,
+        crash: CrashPoints = NO_CRASH,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._ledger = ledger
@@ -89,6 +91,7 @@ class Processor:
         self._messages = messages
         self._health = health
         self._original_wait = original_wait_seconds
+        self._crash = crash
         self._sleep = sleep
 
     async def process(self, records: Sequence[RawRecord]) -> None:
@@ -116,7 +119,9 @@ class Processor:
             self._plan(event, existing, claims, submit, out)
         await self._until_ledger(lambda: self._ledger.apply(claims))
         await self._submit(submit, out)
+        self._crash.reached("after_ledger")
         await self._output.publish(out)
+        self._crash.reached("before_commit")
 
     def _plan(
         self,

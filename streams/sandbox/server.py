@@ -55,6 +55,11 @@ class SandboxServer:
         return self._url
 
     @property
+    def apps(self) -> dict[str, str]:
+        """The live app id → secret table: a test can revoke or fix credentials."""
+        return self._state.auth.apps
+
+    @property
     def started(self) -> bool:
         return self._runner is not None
 

@@ -20,6 +20,7 @@ from streams.kafka import clients
 from streams.kafka.sink import ProducerSink
 from streams.ledger.store import Ledger
 from streams.platform.client import PlatformClient
+from streams.processor.crashpoints import CrashPoints
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
@@ -27,6 +28,8 @@ from streams.processor.messages import Messages, Topics
 from streams.processor.pipeline import Processor
 from streams.processor.receipts import ReceiptPoller
 from streams.retry.backoff import Backoff
+from streams.retry.circuit import CircuitBreaker, CircuitState
+from streams.retry.ratelimit import TokenBucket
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -51,6 +54,7 @@ class Runtime(Service):
         self.processor: Processor | None = None
         self.api: ApiServer | None = None
         self.poller: ReceiptPoller | None = None
+        self.breaker: CircuitBreaker | None = None
 
     async def on_start(self) -> None:
         s = self.settings
@@ -65,11 +69,22 @@ class Runtime(Service):
         messages = Messages(
             Topics(s.issued_topic, s.confirmed_topic, s.failed_topic, s.dlq_topic), s.worker_id
         )
+        crash = CrashPoints(s.fault_crash_at, s.fault_crash_after)
+        self.breaker = CircuitBreaker(
+            self.platform.health,
+            threshold=s.breaker_threshold,
+            probe_interval=s.breaker_probe_interval,
+            on_change=self._circuit_changed,
+        )
         deliverer = Deliverer(
             self.platform,
             Backoff(s.retry_base_delay, s.retry_max_delay, s.retry_max_attempts),
             self.health,
             concurrency=s.platform_concurrency,
+            breaker=self.breaker,
+            bucket=TokenBucket(s.platform_rate_limit),
+            crash=crash,
+            auth_retry_seconds=s.platform_auth_retry_seconds,
         )
         self.processor = Processor(
             ledger=self.ledger,
@@ -81,6 +96,7 @@ class Runtime(Service):
             messages=messages,
             health=self.health,
             original_wait_seconds=s.original_wait_seconds,
+            crash=crash,
         )
         self.poller = ReceiptPoller(
             ledger=self.ledger,
@@ -94,6 +110,9 @@ class Runtime(Service):
         await self.api.start()
         self.ready.set()
         log.info("worker %s ready", s.worker_id)
+
+    def _circuit_changed(self, state: CircuitState) -> None:
+        self.health.circuit = state.value
 
     @Service.task
     async def _poll_receipts(self) -> None:
@@ -123,6 +142,8 @@ class Runtime(Service):
             await self.sleep(s.resume_interval)
 
     async def on_stop(self) -> None:
+        if self.breaker is not None:
+            await self.breaker.close()
         if self.api is not None:
             await self.api.stop()
         if self.producer is not None:

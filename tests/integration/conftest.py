@@ -78,3 +78,13 @@ async def pipeline(services: Services) -> AsyncIterator[Pipeline]:
         )
         async with worker:
             yield Pipeline(settings, sandbox, worker)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault-injection table, when the chaos scenarios ran."""
+    from .chaos import table
+    from .test_faults import REPORTS
+
+    if REPORTS:
+        terminalreporter.write_sep("=", "delivery guarantees under faults")
+        terminalreporter.write_line(table(REPORTS))
