@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     platform_rate_limit: float = Field(
         0.0, ge=0, description="max platform requests per second per worker; 0 = no limit"
     )
+    park_after_seconds: float = Field(
+        5.0, gt=0, description="backoff a batch may spend on one invoice before parking it"
+    )
     platform_auth_retry_seconds: float = Field(
         30.0, gt=0, description="after a 401, seconds before trying the credentials again"
     )

@@ -41,6 +41,9 @@ class InvoiceRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     confirmed_at: datetime | None = None
+    #: parked in backoff: when to try again, and the transient failures so far
+    next_attempt_at: datetime | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)

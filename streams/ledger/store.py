@@ -36,18 +36,18 @@ _COLUMNS = (
     "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
     "source_event_id, source_partition, source_offset, attempts, platform_ref, accepted_at, "
     "receipt_id, error_code, error_message, error_field, issued_at, created_at, updated_at, "
-    "confirmed_at"
+    "confirmed_at, next_attempt_at, failures"
 )
 
 _UPSERT = """
 INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, issue_date,
     total_with_tax, payload, source_event_id, source_partition, source_offset, attempts,
     platform_ref, accepted_at, receipt_id, error_code, error_message, error_field, issued_at,
-    confirmed_at)
+    confirmed_at, next_attempt_at, failures)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
     $7::numeric[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::int[], $13::text[],
     $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::timestamptz[],
-    $20::timestamptz[])
+    $20::timestamptz[], $21::timestamptz[], $22::int[])
 ON CONFLICT (seller_tax_id, invoice_number) DO UPDATE SET
     state = EXCLUDED.state,
     content_hash = EXCLUDED.content_hash,
@@ -67,6 +67,8 @@ ON CONFLICT (seller_tax_id, invoice_number) DO UPDATE SET
     error_field = EXCLUDED.error_field,
     issued_at = EXCLUDED.issued_at,
     confirmed_at = EXCLUDED.confirmed_at,
+    next_attempt_at = EXCLUDED.next_attempt_at,
+    failures = EXCLUDED.failures,
     updated_at = now()
 """
 
@@ -100,6 +102,8 @@ def _record(row: asyncpg.Record) -> InvoiceRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         confirmed_at=row["confirmed_at"],
+        next_attempt_at=row["next_attempt_at"],
+        failures=row["failures"],
     )
 
 
@@ -260,16 +264,18 @@ class Ledger:
     async def unfinished(
         self, *, parked_after: float, stale_after: float, limit: int
     ) -> list[tuple[InvoiceRecord, bytes]]:
-        """Claim invoices to finish: parked ones (RECEIVED) and attempts left mid-flight
-        by a worker that died (SUBMITTING, untouched for ``stale_after`` seconds)."""
+        """Claim invoices to finish: parked red-letter ones (RECEIVED), ones parked in
+        backoff whose next attempt is due, and attempts left mid-flight by a worker that
+        died (SUBMITTING, untouched for ``stale_after`` seconds)."""
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"""UPDATE invoices SET updated_at = now()
+                f"""UPDATE invoices SET updated_at = now(), next_attempt_at = NULL
                     WHERE (seller_tax_id, invoice_number) IN (
                         SELECT seller_tax_id, invoice_number FROM invoices
                         WHERE (state = 'RECEIVED'
                                AND updated_at < now() - make_interval(secs => $1))
-                           OR (state = 'SUBMITTING'
+                           OR (state = 'SUBMITTING' AND next_attempt_at <= now())
+                           OR (state = 'SUBMITTING' AND next_attempt_at IS NULL
                                AND updated_at < now() - make_interval(secs => $2))
                         ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
                     RETURNING {_COLUMNS}, payload""",
@@ -307,7 +313,7 @@ class Ledger:
 
 
 def _columns_of(changes: Sequence[Change]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(20)]
+    columns: list[list[Any]] = [[] for _ in range(22)]
     for change in changes:
         r = change.record
         values: tuple[Any, ...] = (
@@ -331,6 +337,8 @@ def _columns_of(changes: Sequence[Change]) -> list[list[Any]]:
             r.error_field,
             r.issued_at,
             r.confirmed_at,
+            r.next_attempt_at,
+            r.failures,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

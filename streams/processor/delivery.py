@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from streams.errors import (
     PlatformAuthError,
@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 class Delivered:
     result: Accepted | Processing
     posts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Still failing transiently after the time a batch may spend on it: park it in the
+    ledger until ``retry_at`` so the rest of its partition keeps moving."""
+
+    posts: int
+    failures: int
+    retry_at: datetime
+    last_error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,7 @@ class Deliverer:
         bucket: TokenBucket | None = None,
         crash: CrashPoints = NO_CRASH,
         auth_retry_seconds: float = 30.0,
+        park_after: float = float("inf"),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._platform = platform
@@ -74,6 +86,7 @@ class Deliverer:
         self._bucket = bucket or TokenBucket(0)
         self._crash = crash
         self._auth_retry_seconds = auth_retry_seconds
+        self._park_after = park_after
         self._sleep = sleep
 
     async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
@@ -97,9 +110,12 @@ class Deliverer:
             self._crash.reached("after_post")
             return result
 
-    async def deliver(self, event: IssuedEvent, posts: int = 0) -> Delivered | Undeliverable:
-        failures = 0
+    async def deliver(
+        self, event: IssuedEvent, posts: int = 0, failures: int = 0
+    ) -> Delivered | Undeliverable | Deferred:
+        """``posts`` and ``failures`` carry over from earlier attempts (after a park)."""
         first_failure: datetime | None = None
+        waited = 0.0
         while True:
             result = await self._attempt(event)
             if isinstance(result, PlatformAuthError):
@@ -135,6 +151,11 @@ class Deliverer:
                     None, True, posts, type(result).__name__, first_failure,
                 )  # fmt: skip
             delay = self._backoff.delay(failures or 1, result.retry_after)
+            if waited + delay > self._park_after and closed:
+                retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                log.info("%s: %s; parked until %s", event.key, result.message, retry_at)
+                return Deferred(posts, failures, retry_at, result.message)
+            waited += delay
             level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
             log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay)
             await self._sleep(delay)

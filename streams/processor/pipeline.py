@@ -32,7 +32,7 @@ from streams.platform.results import Accepted
 from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.decisions import Action, decide
 from streams.processor.decode import Decoder
-from streams.processor.delivery import Delivered, Deliverer, Undeliverable
+from streams.processor.delivery import Deferred, Delivered, Deliverer, Undeliverable
 from streams.processor.health import Health
 from streams.processor.messages import Messages
 from streams.processor.ports import LedgerPort, OutMessage, OutputPort
@@ -262,14 +262,14 @@ class Processor:
         event: IssuedEvent,
         record: InvoiceRecord,
         inflight: dict[InvoiceKey, asyncio.Future[bool]],
-    ) -> Delivered | Undeliverable | Parked:
+    ) -> Delivered | Undeliverable | Deferred | Parked:
         accepted = False
         try:
             original = original_key(event)
             pending = None if original is None else inflight.get(original)
             if original is not None and pending is not None and not await pending:
                 return Parked()
-            result = await self._deliverer.deliver(event, record.attempts)
+            result = await self._deliverer.deliver(event, record.attempts, record.failures)
             accepted = isinstance(result, Delivered) and isinstance(result.result, Accepted)
             return result
         finally:
@@ -279,8 +279,23 @@ class Processor:
 
     def _outcome(
         self, event: IssuedEvent, record: InvoiceRecord,
-        result: Delivered | Undeliverable | Parked, out: list[OutMessage],
+        result: Delivered | Undeliverable | Deferred | Parked, out: list[OutMessage],
     ) -> Change:  # fmt: skip
+        if isinstance(result, Deferred):
+            parked = replace(
+                record,
+                attempts=result.posts,
+                failures=result.failures,
+                next_attempt_at=result.retry_at,
+                error_message=result.last_error,
+            )
+            return Change(
+                parked,
+                State.SUBMITTING,
+                event.event_id,
+                "RETRY_LATER",
+                f"next attempt at {result.retry_at.isoformat()}: {result.last_error}",
+            )
         if isinstance(result, Parked):
             return Change(replace(record, state=State.RECEIVED), State.SUBMITTING,
                           event.event_id, WAITING_FOR_ORIGINAL)  # fmt: skip

@@ -85,6 +85,7 @@ class Runtime(Service):
             bucket=TokenBucket(s.platform_rate_limit),
             crash=crash,
             auth_retry_seconds=s.platform_auth_retry_seconds,
+            park_after=s.park_after_seconds,
         )
         self.processor = Processor(
             ledger=self.ledger,

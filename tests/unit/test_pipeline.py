@@ -37,7 +37,7 @@ TOPICS = Topics("invoices.issued", "confirmed", "failed", "dlq")
 
 
 class Harness:
-    def __init__(self, max_attempts: int = 4) -> None:
+    def __init__(self, max_attempts: int = 4, park_after: float = float("inf")) -> None:
         self.ledger = FakeLedger()
         self.platform = FakePlatform()
         self.output = FakeOutput()
@@ -46,7 +46,7 @@ class Harness:
         self.rng = random.Random(1)
         deliverer = Deliverer(
             self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
-            concurrency=8, sleep=no_sleep,
+            concurrency=8, sleep=no_sleep, park_after=park_after,
         )  # fmt: skip
         self.processor = Processor(
             ledger=self.ledger, deliverer=deliverer, output=self.output,
@@ -308,3 +308,34 @@ async def test_red_invoice_is_parked_when_its_original_fails_in_the_same_wave() 
     assert codes == {blue["invoice_number"]: "INVALID_FIELD"}
     assert h.platform.posts == [blue["invoice_number"]]
     assert h.state(red) == State.RECEIVED  # waits for a corrected original, or its deadline
+
+
+async def test_invoice_in_long_backoff_is_parked_and_the_rest_moves_on() -> None:
+    h = Harness(max_attempts=6, park_after=0.05)
+    slow, fast = h.invoice(1), h.invoice(2)
+    h.platform.script[slow["invoice_number"]] = [PlatformServerError("502", status=502)] * 4
+    await h.processor.process([h.record(issued_event(slow)), h.record(issued_event(fast))])
+    assert h.state(fast) == State.CONFIRMED
+    parked = h.ledger.rows[InvoiceKey(slow["seller"]["tax_id"], slow["invoice_number"])]
+    assert parked.state == State.SUBMITTING and parked.next_attempt_at is not None
+    assert h.output.on("failed") == []
+    while h.state(slow) == State.SUBMITTING:
+        row = h.ledger.rows[parked.key]
+        await h.processor.resume([(row, h.ledger.payloads[parked.key])])
+    assert h.state(slow) == State.CONFIRMED
+    assert h.platform.posts.count(slow["invoice_number"]) == 5
+
+
+async def test_parked_invoice_still_runs_out_of_retries() -> None:
+    h = Harness(max_attempts=3, park_after=0.05)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformServerError("500", status=500)] * 10
+    await h.processor.process([h.record(issued_event(inv))])
+    key = InvoiceKey(inv["seller"]["tax_id"], inv["invoice_number"])
+    for _ in range(10):
+        if h.state(inv) != State.SUBMITTING:
+            break
+        await h.processor.resume([(h.ledger.rows[key], h.ledger.payloads[key])])
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "RETRIES_EXHAUSTED"
+    assert h.platform.posts.count(inv["invoice_number"]) == 3
