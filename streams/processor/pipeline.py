@@ -20,8 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
@@ -36,7 +35,7 @@ from streams.processor.delivery import Deferred, Delivered, Deliverer, Undeliver
 from streams.processor.health import Health
 from streams.processor.messages import Messages
 from streams.processor.ports import LedgerPort, OutMessage, OutputPort
-from streams.processor.records import IssuedEvent, RawRecord
+from streams.processor.records import IssuedEvent, RawRecord, new_record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,7 +140,7 @@ class Processor:
                                      exc.message, history_only=True))  # fmt: skip
             else:
                 failed = replace(
-                    _new_record(event, State.FAILED),
+                    new_record(event, State.FAILED),
                     error_code=exc.reason_code, error_message=exc.message, error_field=exc.field,
                 )  # fmt: skip
                 claims.append(Change(failed, previous, event.event_id, exc.reason_code,
@@ -163,7 +162,7 @@ class Processor:
             state = State.SUBMITTING if ready else State.RECEIVED
             if previous == State.RECEIVED and not ready:
                 return  # already parked; the resume loop has it
-            record = replace(_new_record(event, state), attempts=attempts)
+            record = replace(new_record(event, state), attempts=attempts)
             reason = WAITING_FOR_ORIGINAL if not ready else (
                 "REPLAY" if previous == State.FAILED else
                 "RESUME" if previous is not None else None)  # fmt: skip
@@ -363,38 +362,3 @@ def _original_missing(
         "send or fix the original, then replay this one",
         "invoice.original_invoice_number", True, 0, "OriginalNotConfirmed", datetime.now(UTC),
     )  # fmt: skip
-
-
-def _new_record(event: IssuedEvent, state: State) -> InvoiceRecord:
-    invoice = event.invoice
-    return InvoiceRecord(
-        key=event.key,
-        state=state,
-        content_hash=event.content_hash,
-        kind=_str_or_none(invoice.get("kind")),
-        issue_date=_date_or_none(invoice.get("issue_date")),
-        total_with_tax=_decimal_or_none(invoice.get("total_with_tax")),
-        source_event_id=event.event_id,
-        source_partition=event.raw.partition,
-        source_offset=event.raw.offset,
-        issued_at=event.occurred_at,
-    )
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _date_or_none(value: object) -> date | None:
-    try:
-        return date.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _decimal_or_none(value: object) -> Decimal | None:
-    # Failed invoices are recorded too, so the value may be anything the schema let by.
-    try:
-        return Decimal(value) if isinstance(value, str) else None
-    except ArithmeticError:
-        return None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from streams.errors import ValidationFailedError
-from streams.ledger.records import InvoiceKey
+from streams.ledger.records import InvoiceKey, InvoiceRecord
+from streams.ledger.states import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +34,39 @@ class IssuedEvent:
     content_hash: str
     #: domain-rule failures, if any: the event is well-formed but must not be sent
     violation: ValidationFailedError | None = None
+
+
+def new_record(event: IssuedEvent, state: State) -> InvoiceRecord:
+    """The ledger row an issued event starts (or restarts) its invoice with."""
+    invoice = event.invoice
+    return InvoiceRecord(
+        key=event.key,
+        state=state,
+        content_hash=event.content_hash,
+        kind=_str_or_none(invoice.get("kind")),
+        issue_date=_date_or_none(invoice.get("issue_date")),
+        total_with_tax=_decimal_or_none(invoice.get("total_with_tax")),
+        source_event_id=event.event_id,
+        source_partition=event.raw.partition,
+        source_offset=event.raw.offset,
+        issued_at=event.occurred_at,
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _date_or_none(value: object) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _decimal_or_none(value: object) -> Decimal | None:
+    # Failed invoices are recorded too, so the value may be anything the schema let by.
+    try:
+        return Decimal(value) if isinstance(value, str) else None
+    except ArithmeticError:
+        return None

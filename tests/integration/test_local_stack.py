@@ -19,7 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.kafka.topics import ensure_topics
-from streams.local.postgres import SERVER_USER, EmbeddedPostgres, postgres_bin_dir
+from streams.local.pgdata import SERVER_USER
+from streams.local.postgres import EmbeddedPostgres, postgres_bin_dir
 from streams.local.processes import LocalStackError, free_port
 from streams.local.tansu import TansuBroker
 
