@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         Field(None, description="TESTS ONLY: SIGKILL the worker at this point")
     )
     fault_crash_after: int = Field(1, ge=1, description="TESTS ONLY: ...the Nth time it is reached")
+    payload_key: SecretStr | None = Field(
+        None, description="keyid:base64key[,...]: encrypt ledger payloads (first key seals)"
+    )
+    payload_retention_days: int | None = Field(
+        None, ge=1, description="drop payloads of invoices confirmed longer ago; unset = keep"
+    )
     log_level: str = Field("INFO")
     log_json: bool | None = Field(None, description="JSON logs; default: when not a terminal")
 

@@ -15,6 +15,7 @@ import click
 from streams.ledger.store import Ledger
 from streams.local.postgres import EmbeddedPostgres
 from streams.local.processes import LocalStackError
+from streams.security.crypto import cipher_from
 from streams.settings import Settings
 
 
@@ -33,5 +34,7 @@ async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
                     "runs, set INVOICE_SYNC_DATABASE_URL to the URL it printed"
                 ) from exc
             url = pg.url
-        ledger = await stack.enter_async_context(Ledger(url, worker_id="cli"))
+        ledger = await stack.enter_async_context(
+            Ledger(url, worker_id="cli", cipher=cipher_from(settings))
+        )
         yield ledger

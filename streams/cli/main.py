@@ -10,6 +10,7 @@ from streams.cli.demo_cmd import demo, up
 from streams.cli.ledger_access import open_ledger
 from streams.cli.lookup_cmd import status
 from streams.cli.sandbox_cmd import sandbox
+from streams.cli.security_cmd import audit, rekey, retention, tokens
 from streams.cli.settings_option import load_settings
 
 
@@ -56,3 +57,7 @@ cli.add_command(sandbox)
 cli.add_command(demo)
 cli.add_command(up)
 cli.add_command(status)
+cli.add_command(tokens)
+cli.add_command(audit)
+cli.add_command(rekey)
+cli.add_command(retention)

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from streams.errors import LedgerUnavailableError
+from streams.errors import LedgerError, LedgerUnavailableError
 from streams.ledger.migrate import Migration, migrate
 from streams.ledger.records import Change, HistoryEntry, InvoiceKey, InvoiceRecord
+from streams.ledger.sql import COLUMNS, HISTORY_INSERT, UPSERT
 from streams.ledger.states import State, check_transition
+from streams.security.crypto import PayloadCipher
 
 log = logging.getLogger(__name__)
 
@@ -31,53 +33,6 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-
-_COLUMNS = (
-    "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
-    "source_event_id, source_partition, source_offset, attempts, platform_ref, accepted_at, "
-    "receipt_id, error_code, error_message, error_field, issued_at, created_at, updated_at, "
-    "confirmed_at, next_attempt_at, failures"
-)
-
-_UPSERT = """
-INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, issue_date,
-    total_with_tax, payload, source_event_id, source_partition, source_offset, attempts,
-    platform_ref, accepted_at, receipt_id, error_code, error_message, error_field, issued_at,
-    confirmed_at, next_attempt_at, failures)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
-    $7::numeric[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::int[], $13::text[],
-    $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::timestamptz[],
-    $20::timestamptz[], $21::timestamptz[], $22::int[])
-ON CONFLICT (seller_tax_id, invoice_number) DO UPDATE SET
-    state = EXCLUDED.state,
-    content_hash = EXCLUDED.content_hash,
-    kind = EXCLUDED.kind,
-    issue_date = EXCLUDED.issue_date,
-    total_with_tax = EXCLUDED.total_with_tax,
-    payload = COALESCE(EXCLUDED.payload, invoices.payload),
-    source_event_id = EXCLUDED.source_event_id,
-    source_partition = EXCLUDED.source_partition,
-    source_offset = EXCLUDED.source_offset,
-    attempts = EXCLUDED.attempts,
-    platform_ref = EXCLUDED.platform_ref,
-    accepted_at = EXCLUDED.accepted_at,
-    receipt_id = EXCLUDED.receipt_id,
-    error_code = EXCLUDED.error_code,
-    error_message = EXCLUDED.error_message,
-    error_field = EXCLUDED.error_field,
-    issued_at = EXCLUDED.issued_at,
-    confirmed_at = EXCLUDED.confirmed_at,
-    next_attempt_at = EXCLUDED.next_attempt_at,
-    failures = EXCLUDED.failures,
-    updated_at = now()
-"""
-
-_HISTORY = """
-INSERT INTO invoice_history (seller_tax_id, invoice_number, from_state, to_state, event_id,
-    reason_code, detail, worker_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::text[])
-"""
 
 
 def _record(row: asyncpg.Record) -> InvoiceRecord:
@@ -110,8 +65,17 @@ def _record(row: asyncpg.Record) -> InvoiceRecord:
 class Ledger:
     """Invoice state and history. ``start``/``close`` are safe to call twice."""
 
-    def __init__(self, dsn: str, *, worker_id: str, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        worker_id: str,
+        min_size: int = 1,
+        max_size: int = 8,
+        cipher: PayloadCipher | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._cipher = cipher
         self._worker_id = worker_id
         self._min_size = min_size
         self._max_size = max_size
@@ -145,7 +109,8 @@ class Ledger:
             raise LedgerUnavailableError(f"ledger database unavailable: {exc}") from exc
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a vanished database raises ``LedgerUnavailableError``."""
         if self._pool is None:
             raise RuntimeError("Ledger.start() was not called")
         try:
@@ -155,20 +120,20 @@ class Ledger:
             raise LedgerUnavailableError(f"ledger database unavailable: {exc}") from exc
 
     async def migrate(self) -> list[Migration]:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             return await migrate(conn)
 
     async def ping(self) -> None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             await conn.fetchval("SELECT 1")
 
     async def load(self, keys: Sequence[InvoiceKey]) -> dict[InvoiceKey, InvoiceRecord]:
         """The current rows of ``keys`` (absent keys are simply missing)."""
         if not keys:
             return {}
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM invoices i JOIN unnest($1::text[], $2::text[]) "
+                f"SELECT {COLUMNS} FROM invoices i JOIN unnest($1::text[], $2::text[]) "
                 "AS k(s, n) ON i.seller_tax_id = k.s AND i.invoice_number = k.n",
                 [k.seller_tax_id for k in keys],
                 [k.invoice_number for k in keys],
@@ -186,17 +151,17 @@ class Ledger:
                     change.previous, change.record.state, invoice_key=str(change.record.key)
                 )
                 latest[change.record.key] = change
-        rows = _columns_of(list(latest.values()))
+        rows = self._columns_of(list(latest.values()))
         history = _history_columns(changes, self._worker_id)
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             if latest:
-                await conn.execute(_UPSERT, *rows)
-            await conn.execute(_HISTORY, *history)
+                await conn.execute(UPSERT, *rows)
+            await conn.execute(HISTORY_INSERT, *history)
 
     async def get(self, key: InvoiceKey) -> InvoiceRecord | None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM invoices WHERE seller_tax_id = $1 AND invoice_number = $2",
+                f"SELECT {COLUMNS} FROM invoices WHERE seller_tax_id = $1 AND invoice_number = $2",
                 key.seller_tax_id,
                 key.invoice_number,
             )
@@ -206,9 +171,9 @@ class Ledger:
         self, invoice_number: str, seller_tax_id: str | None = None
     ) -> list[InvoiceRecord]:
         """Every invoice with this number (one per seller), or the seller's one."""
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM invoices WHERE invoice_number = $1 "
+                f"SELECT {COLUMNS} FROM invoices WHERE invoice_number = $1 "
                 "AND ($2::text IS NULL OR seller_tax_id = $2) ORDER BY seller_tax_id",
                 invoice_number,
                 seller_tax_id,
@@ -216,16 +181,17 @@ class Ledger:
         return [_record(row) for row in rows]
 
     async def payload(self, key: InvoiceKey) -> bytes | None:
-        async with self._connection() as conn:
-            payload: bytes | None = await conn.fetchval(
-                "SELECT payload FROM invoices WHERE seller_tax_id = $1 AND invoice_number = $2",
+        async with self.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT payload, payload_key_id FROM invoices "
+                "WHERE seller_tax_id = $1 AND invoice_number = $2",
                 key.seller_tax_id,
                 key.invoice_number,
             )
-        return payload
+        return None if row is None else self._open(key, row["payload"], row["payload_key_id"])
 
     async def history(self, key: InvoiceKey) -> list[HistoryEntry]:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 "SELECT at, from_state, to_state, event_id, reason_code, detail, worker_id "
                 "FROM invoice_history WHERE seller_tax_id = $1 AND invoice_number = $2 ORDER BY id",
@@ -247,7 +213,7 @@ class Ledger:
 
     async def due_receipts(self, older_than_seconds: float, limit: int) -> list[InvoiceRecord]:
         """PENDING invoices not looked at for a while, claimed so other workers skip them."""
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 f"""UPDATE invoices SET updated_at = now()
                     WHERE (seller_tax_id, invoice_number) IN (
@@ -255,7 +221,7 @@ class Ledger:
                         WHERE state = 'PENDING'
                           AND updated_at < now() - make_interval(secs => $1)
                         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-                    RETURNING {_COLUMNS}""",
+                    RETURNING {COLUMNS}""",
                 older_than_seconds,
                 limit,
             )
@@ -267,7 +233,7 @@ class Ledger:
         """Claim invoices to finish: parked red-letter ones (RECEIVED), ones parked in
         backoff whose next attempt is due, and attempts left mid-flight by a worker that
         died (SUBMITTING, untouched for ``stale_after`` seconds)."""
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 f"""UPDATE invoices SET updated_at = now(), next_attempt_at = NULL
                     WHERE (seller_tax_id, invoice_number) IN (
@@ -278,71 +244,100 @@ class Ledger:
                            OR (state = 'SUBMITTING' AND next_attempt_at IS NULL
                                AND updated_at < now() - make_interval(secs => $2))
                         ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                    RETURNING {_COLUMNS}, payload""",
+                    RETURNING {COLUMNS}, payload, payload_key_id""",
                 parked_after,
                 stale_after,
                 limit,
             )
-        return [(_record(row), row["payload"] or b"") for row in rows]
+        records = [_record(row) for row in rows]
+        return [
+            (r, self._open(r.key, row["payload"], row["payload_key_id"]) or b"")
+            for r, row in zip(records, rows, strict=True)
+        ]
 
-    async def counts_by_state(self) -> dict[State, int]:
-        async with self._connection() as conn:
-            rows = await conn.fetch("SELECT state, count(*) AS n FROM invoices GROUP BY state")
-        return {State(row["state"]): row["n"] for row in rows}
+    def _columns_of(self, changes: Sequence[Change]) -> list[list[Any]]:
+        columns: list[list[Any]] = [[] for _ in range(23)]
+        for change in changes:
+            r = change.record
+            payload, key_id = self._seal(r.key, change.payload)
+            values: tuple[Any, ...] = (
+                r.key.seller_tax_id,
+                r.key.invoice_number,
+                r.state.value,
+                r.content_hash,
+                r.kind,
+                r.issue_date,
+                r.total_with_tax,
+                payload,
+                r.source_event_id,
+                r.source_partition,
+                r.source_offset,
+                r.attempts,
+                r.platform_ref,
+                r.accepted_at,
+                r.receipt_id,
+                r.error_code,
+                r.error_message,
+                r.error_field,
+                r.issued_at,
+                r.confirmed_at,
+                r.next_attempt_at,
+                r.failures,
+                key_id,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        return columns
 
-    async def failures_by_code(self) -> dict[str, int]:
-        async with self._connection() as conn:
+    def _seal(self, key: InvoiceKey, payload: bytes | None) -> tuple[bytes | None, str | None]:
+        if payload is None or self._cipher is None:
+            return payload, None
+        return self._cipher.seal(payload, context=str(key).encode())
+
+    def _open(self, key: InvoiceKey, payload: bytes | None, key_id: str | None) -> bytes | None:
+        if payload is None or key_id is None:
+            return payload
+        if self._cipher is None:
+            raise LedgerError(
+                f"payload of {key} is encrypted (key {key_id!r}); set INVOICE_SYNC_PAYLOAD_KEY"
+            )
+        return self._cipher.open(payload, key_id, context=str(key).encode())
+
+    async def rekey(self, batch: int = 500) -> int:
+        """Seal one batch of payloads not under the current key (or not sealed at all)
+        with the current key; returns how many. Run until it returns 0."""
+        if self._cipher is None:
+            raise LedgerError("rekey needs INVOICE_SYNC_PAYLOAD_KEY")
+        async with self.connection() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT error_code, count(*) AS n FROM invoices WHERE state = 'FAILED' "
-                "GROUP BY error_code ORDER BY n DESC"
+                "SELECT seller_tax_id, invoice_number, payload, payload_key_id FROM invoices "
+                "WHERE payload IS NOT NULL AND payload_key_id IS DISTINCT FROM $1 "
+                "LIMIT $2 FOR UPDATE SKIP LOCKED",
+                self._cipher.current,
+                batch,
             )
-        return {row["error_code"] or "UNKNOWN": row["n"] for row in rows}
+            for row in rows:
+                key = InvoiceKey(row["seller_tax_id"], row["invoice_number"])
+                plain = self._open(key, row["payload"], row["payload_key_id"])
+                sealed, key_id = self._seal(key, plain)
+                await conn.execute(
+                    "UPDATE invoices SET payload = $3, payload_key_id = $4 "
+                    "WHERE seller_tax_id = $1 AND invoice_number = $2",
+                    key.seller_tax_id, key.invoice_number, sealed, key_id,
+                )  # fmt: skip
+        return len(rows)
 
-    async def confirmation_latency(self) -> tuple[float, float] | None:
-        """p50 and p99 seconds from issued (the event's ``occurred_at``) to confirmed."""
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS p50,
-                          percentile_cont(0.99) WITHIN GROUP (ORDER BY s) AS p99
-                   FROM (SELECT extract(epoch FROM confirmed_at - issued_at)::float8 AS s
-                         FROM invoices WHERE state = 'CONFIRMED' AND issued_at IS NOT NULL) t"""
+    async def drop_old_payloads(self, older_than_days: int) -> int:
+        """Retention: forget the payloads (never the rows) of invoices confirmed more than
+        ``older_than_days`` ago; returns how many."""
+        async with self.connection() as conn:
+            done = await conn.execute(
+                "UPDATE invoices SET payload = NULL, payload_key_id = NULL "
+                "WHERE state = 'CONFIRMED' AND payload IS NOT NULL "
+                "AND confirmed_at < now() - make_interval(days => $1)",
+                older_than_days,
             )
-        if row is None or row["p50"] is None:
-            return None
-        return float(row["p50"]), float(row["p99"])
-
-
-def _columns_of(changes: Sequence[Change]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(22)]
-    for change in changes:
-        r = change.record
-        values: tuple[Any, ...] = (
-            r.key.seller_tax_id,
-            r.key.invoice_number,
-            r.state.value,
-            r.content_hash,
-            r.kind,
-            r.issue_date,
-            r.total_with_tax,
-            change.payload,
-            r.source_event_id,
-            r.source_partition,
-            r.source_offset,
-            r.attempts,
-            r.platform_ref,
-            r.accepted_at,
-            r.receipt_id,
-            r.error_code,
-            r.error_message,
-            r.error_field,
-            r.issued_at,
-            r.confirmed_at,
-            r.next_attempt_at,
-            r.failures,
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+        return int(str(done).rsplit(" ", 1)[-1])
 
 
 def _history_columns(changes: Sequence[Change], worker_id: str) -> list[list[Any]]:

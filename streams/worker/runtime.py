@@ -30,6 +30,7 @@ from streams.processor.receipts import ReceiptPoller
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
 from streams.retry.ratelimit import TokenBucket
+from streams.security.crypto import cipher_from
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -47,6 +48,7 @@ class Runtime(Service):
             settings.database_url.get_secret_value(),
             worker_id=settings.worker_id,
             max_size=8,
+            cipher=cipher_from(settings),
         )
         self.platform = PlatformClient.from_settings(settings)
         # aiokafka clients must be created inside the running loop.
@@ -141,6 +143,22 @@ class Runtime(Service):
             except InvoiceSyncError as exc:
                 log.warning("finishing parked invoices paused: %s", exc.message)
             await self.sleep(s.resume_interval)
+
+    @Service.task
+    async def _retention(self) -> None:
+        days = self.settings.payload_retention_days
+        if days is None:
+            return
+        await self.ready.wait()
+        while not self.should_stop:
+            try:
+                dropped = await self.ledger.drop_old_payloads(days)
+                if dropped:
+                    log.info("retention: dropped %d payloads confirmed over %d days ago",
+                             dropped, days)  # fmt: skip
+            except InvoiceSyncError as exc:
+                log.warning("retention paused: %s", exc.message)
+            await self.sleep(3600)
 
     async def on_stop(self) -> None:
         if self.breaker is not None:

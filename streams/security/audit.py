@@ -1,0 +1,76 @@
+"""The audit trail: every mutating action, with its actor, target and outcome."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streams.ledger.store import Ledger
+
+
+def cli_actor() -> str:
+    """The OS user behind a CLI command."""
+    return f"cli:{getpass.getuser()}"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any] | None
+
+
+class AuditLog:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        *,
+        target: str | None = None,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """``detail`` must never hold a secret: callers pass names and counts, not tokens."""
+        async with self._ledger.connection() as conn:
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, target, outcome, detail) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb)",
+                actor, action, target, outcome,
+                None if detail is None else orjson.dumps(detail).decode(),
+            )  # fmt: skip
+
+    async def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        async with self._ledger.connection() as conn:
+            rows = await conn.fetch(
+                """SELECT at, actor, action, target, outcome, detail::text AS detail
+                   FROM audit_log
+                   WHERE ($1::timestamptz IS NULL OR at >= $1)
+                     AND ($2::timestamptz IS NULL OR at < $2)
+                     AND ($3::text IS NULL OR actor = $3)
+                     AND ($4::text IS NULL OR action = $4)
+                   ORDER BY id DESC LIMIT $5""",
+                since, until, actor, action, limit,
+            )  # fmt: skip
+        return [
+            AuditEntry(r["at"], r["actor"], r["action"], r["target"], r["outcome"],
+                       None if r["detail"] is None else orjson.loads(r["detail"]))
+            for r in rows
+        ]  # fmt: skip

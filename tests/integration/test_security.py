@@ -1,0 +1,144 @@
+"""Tokens, the audit trail, payload encryption and retention, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from streams.cli.main import cli
+from streams.errors import LedgerError
+from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
+from streams.ledger.states import State
+from streams.ledger.store import Ledger
+from streams.security.audit import AuditLog
+from streams.security.crypto import PayloadCipher, new_key
+from streams.security.tokens import TokenStore, allows
+
+from .conftest import Services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def ledger(services: Services) -> AsyncIterator[Ledger]:
+    async with Ledger(services.database_url, worker_id="test") as ledger:
+        await ledger.migrate()
+        yield ledger
+
+
+def _key() -> InvoiceKey:
+    return InvoiceKey("91110000600037341L", f"2611{uuid.uuid4().int % 10**16:016d}")
+
+
+async def test_token_lifecycle(ledger: Ledger) -> None:
+    store = TokenStore(ledger)
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    token = await store.create(name, "operator")
+    found = await store.verify(token)
+    assert found is not None and found.role == "operator" and found.name == name
+    assert await store.verify(token[:-1] + ("x" if token[-1] != "x" else "y")) is None
+    assert await store.verify("isk_nope_nope") is None and await store.verify("garbage") is None
+    assert all(token not in repr(t) for t in await store.list())
+    assert await store.revoke(name)
+    assert await store.verify(token) is None
+    assert not await store.revoke(name)
+
+
+def test_roles_nest() -> None:
+    assert allows("admin", "operator") and allows("operator", "viewer")
+    assert not allows("viewer", "operator") and not allows("nonsense", "viewer")
+
+
+async def test_cli_token_commands_leave_an_audit_trail_without_the_secret(
+    services: Services,
+) -> None:
+    env = {"INVOICE_SYNC_DATABASE_URL": services.database_url}
+    name = f"bot-{uuid.uuid4().hex[:6]}"
+    runner = CliRunner()
+    created = await asyncio.to_thread(
+        runner.invoke, cli, ["tokens", "create", "--role", "viewer", "--name", name], env=env
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[0]
+    assert token.startswith("isk_")
+    revoked = await asyncio.to_thread(runner.invoke, cli, ["tokens", "revoke", name], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    missing = await asyncio.to_thread(runner.invoke, cli, ["tokens", "revoke", name], env=env)
+    assert missing.exit_code == 1 and "no active token" in missing.output
+    trail = await asyncio.to_thread(runner.invoke, cli, ["audit", "--json"], env=env)
+    assert trail.exit_code == 0
+    mine = [line for line in trail.output.splitlines() if name in line]
+    assert len(mine) == 3 and all("cli:" in line for line in mine)
+    assert token not in trail.output
+
+
+async def test_audit_log_is_append_only(ledger: Ledger, services: Services) -> None:
+    await AuditLog(ledger).record("test", "probe")
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("DELETE FROM audit_log")
+    finally:
+        await conn.close()
+
+
+async def _store(ledger: Ledger, key: InvoiceKey, payload: bytes) -> None:
+    record = InvoiceRecord(key=key, state=State.SUBMITTING, content_hash="h")
+    await ledger.apply([Change(record, None, "e", payload=payload)])
+
+
+async def test_payloads_are_encrypted_at_rest_and_keys_rotate(services: Services) -> None:
+    old, new = f"k{uuid.uuid4().hex[:4]}", f"k{uuid.uuid4().hex[:4]}"
+    old_key, new_key_ = new_key(), new_key()
+    key = _key()
+    secret_payload = b'{"buyer": {"name": "\xe5\xbc\xa0\xe4\xb8\x89"}}'
+    async with Ledger(services.database_url, worker_id="t",
+                      cipher=PayloadCipher.from_setting(f"{old}:{old_key}")) as first:  # fmt: skip
+        await _store(first, key, secret_payload)
+        assert await first.payload(key) == secret_payload
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        raw = await conn.fetchval(
+            "SELECT payload FROM invoices WHERE invoice_number = $1", key.invoice_number
+        )
+        assert secret_payload not in raw
+    finally:
+        await conn.close()
+    async with Ledger(services.database_url, worker_id="t") as plain:
+        with pytest.raises(LedgerError, match="INVOICE_SYNC_PAYLOAD_KEY"):
+            await plain.payload(key)
+    ring = PayloadCipher.from_setting(f"{new}:{new_key_},{old}:{old_key}")
+    async with Ledger(services.database_url, worker_id="t", cipher=ring) as rotating:
+        assert await rotating.payload(key) == secret_payload
+        while await rotating.rekey():
+            pass
+    only_new = PayloadCipher.from_setting(f"{new}:{new_key_}")
+    async with Ledger(services.database_url, worker_id="t", cipher=only_new) as after:
+        assert await after.payload(key) == secret_payload
+
+
+async def test_retention_drops_old_payloads_but_keeps_the_rows(ledger: Ledger) -> None:
+    key = _key()
+    await _store(ledger, key, b"{}")
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    record = InvoiceRecord(key=key, state=State.CONFIRMED, content_hash="h", platform_ref="R",
+                           accepted_at=long_ago, confirmed_at=long_ago)  # fmt: skip
+    await ledger.apply([Change(record, State.SUBMITTING, "e")])
+    assert await ledger.drop_old_payloads(30) >= 1
+    assert await ledger.payload(key) is None
+    kept = await ledger.get(key)
+    assert kept is not None and kept.state == State.CONFIRMED
+
+
+def test_bad_payload_key_is_a_clear_configuration_error() -> None:
+    from streams.errors import ConfigurationError
+
+    for bad in ("nokey", "k1:not-base64!!", "k1:" + "QUJD"):
+        with pytest.raises(ConfigurationError, match="INVOICE_SYNC_PAYLOAD_KEY"):
+            PayloadCipher.from_setting(bad)
