@@ -1,0 +1,94 @@
+"""Who may call which HTTP endpoint: bearer tokens, roles, and a brake on guessing.
+
+Every route must be declared in the table given to ``access_middleware``: an
+undeclared route answers 403 to everyone (and a test fails), so a new endpoint is never
+open by accident.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from streams.security.tokens import Role, Token, allows
+
+#: (method, route template) → the role needed, or None for public (probes, metrics)
+RouteRoles = Mapping[tuple[str, str], Role | None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN = web.RequestKey("token", Token)
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, presented: str) -> Token | None: ...
+
+
+_FAILURE_WINDOW = 60.0
+_FAILURES_ALLOWED = 10
+
+
+def _deny(status: int, code: str, message: str, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(int(retry_after) + 1)} if retry_after else None
+    return web.Response(
+        body=orjson.dumps({"code": code, "message": message}), status=status,
+        content_type="application/json", headers=headers,
+    )  # fmt: skip
+
+
+class FailureBrake:
+    """Rate-limits clients that keep presenting bad tokens (per remote address)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked_for(self, client: str) -> float | None:
+        recent = self._recent(client)
+        if len(recent) < _FAILURES_ALLOWED:
+            return None
+        return _FAILURE_WINDOW - (self._clock() - recent[0])
+
+    def failed(self, client: str) -> None:
+        self._recent(client).append(self._clock())
+
+    def _recent(self, client: str) -> deque[float]:
+        recent = self._failures[client]
+        while recent and self._clock() - recent[0] > _FAILURE_WINDOW:
+            recent.popleft()
+        return recent
+
+
+def access_middleware(
+    tokens: TokenVerifier, roles: RouteRoles, brake: FailureBrake | None = None
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    brake = brake or FailureBrake()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = request.match_info.route.resource
+        template = info.canonical if info is not None else request.path
+        declared = (request.method, template) in roles
+        needed = roles.get((request.method, template))
+        if declared and needed is None:
+            return await handler(request)
+        client = request.remote or "unknown"
+        wait = brake.blocked_for(client)
+        if wait is not None:
+            return _deny(429, "TOO_MANY_FAILURES", "too many failed attempts; retry later", wait)
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        token = await tokens.verify(presented.strip()) if scheme.lower() == "bearer" else None
+        if token is None:
+            brake.failed(client)
+            return _deny(401, "UNAUTHORIZED", "a valid bearer token is required")
+        if not declared or needed is None or not allows(token.role, needed):
+            need = needed or "undeclared"
+            return _deny(403, "FORBIDDEN", f"this endpoint needs the {need} role")
+        request[TOKEN] = token
+        return await handler(request)
+
+    return check
