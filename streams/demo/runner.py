@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import click
 from aiokafka import AIOKafkaProducer
@@ -18,11 +19,14 @@ from streams.demo.feed import FeedItem, generate
 from streams.demo.summary import print_summary
 from streams.demo.tracker import OutcomeTracker
 from streams.kafka.topics import ensure_topics
+from streams.ledger.store import Ledger
 from streams.local.processes import free_port, set_parent_death_signal
 from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
+from streams.security.audit import AuditLog, cli_actor
+from streams.security.tokens import TokenStore
 from streams.settings import Settings
 from streams.validation.today import beijing_today
 
@@ -76,6 +80,16 @@ async def local_pipeline(
         yield LocalPipeline(
             settings, services.bootstrap, services.database_url, sandbox, worker, port
         )
+
+
+async def _admin_token(database_url: str) -> str:
+    """The local default stays one command: it makes its own admin token."""
+    async with Ledger(database_url, worker_id="demo") as ledger:
+        name = f"local-admin-{datetime.now(UTC):%Y%m%d%H%M%S}"
+        token = await TokenStore(ledger).create(name, "admin")
+        await AuditLog(ledger).record(cli_actor(), "token.create", target=name,
+                                      detail={"role": "admin", "by": "demo"})  # fmt: skip
+    return token
 
 
 async def _publish(bootstrap: str, topic: str, items: list[FeedItem]) -> dict[bytes, float]:
@@ -133,13 +147,17 @@ async def _demo(settings: Settings, *, count: int, serve: bool, timeout: float) 
                            err=True)  # fmt: skip
         finally:
             await tracker.stop()
+        token = await _admin_token(pipe.database_url)
+        click.echo(f"\nAn admin token for the worker's HTTP API (shown once):\n  {token}")
         if serve:
             click.echo(
                 f"\nServing until Ctrl-C:\n"
                 f"  INVOICE_SYNC_KAFKA_BOOTSTRAP={pipe.bootstrap}\n"
                 f"  INVOICE_SYNC_DATABASE_URL={pipe.database_url}\n"
                 f"  INVOICE_SYNC_PLATFORM_URL={pipe.sandbox.url}\n"
-                f"  worker API: http://127.0.0.1:{pipe.http_port}/readyz"
+                f"  worker API: http://127.0.0.1:{pipe.http_port}/readyz\n"
+                f"  curl -H 'Authorization: Bearer {token}' "
+                f"http://127.0.0.1:{pipe.http_port}/invoices/SELLER/NUMBER"
             )
             await asyncio.Event().wait()
     click.echo("Stopped the worker, sandbox, broker and database.")

@@ -49,7 +49,7 @@ def print_summary(
 ) -> None:
     keys = {item.key for item in items}
     confirmed = sum(1 for key in keys if key in outcomes.confirmed)
-    failed_codes = outcomes.failure_codes()
+    failed_codes = outcomes.failure_codes(keys)
     stored = sandbox.store.stored_count()
     posts = sum(sandbox.store.post_counts().values())
     resends = sum(1 for item in items if item.resend)
@@ -66,7 +66,7 @@ def print_summary(
     echo(f"  failed           {sum(failed_codes.values()):>6}")
     for code, n in failed_codes.most_common():
         echo(f"    {code:<22}{n:>4}")
-    echo(f"  dead-lettered    {sum(outcomes.dead_letters.values()):>6}")
+    echo(f"  dead-lettered    {outcomes.dead_lettered(keys):>6}")
     echo(f"  re-sends         {resends:>6}   answered from the ledger, never uploaded twice")
     if wrong:
         echo(f"  !! {len(wrong)} bad invoices ended with an unexpected reason", err=True)
@@ -78,7 +78,12 @@ def print_summary(
     sample_ok = next((k for k in keys if k in outcomes.confirmed), None)
     # A failure the ledger knows (it had an identity); unreadable ones live only in the DLQ.
     sample_bad = next(
-        (k for k in sorted(outcomes.failed) if _last_code(outcomes, k) not in _UNREADABLE), None
+        (
+            k
+            for k in sorted(keys & outcomes.failed.keys())
+            if _last_code(outcomes, k) not in _UNREADABLE
+        ),
+        None,
     )
     echo("\nLook further (the ledger stays in "
          f"{settings.data_dir / 'postgres'} after the demo):")  # fmt: skip

@@ -17,18 +17,28 @@ class Outcomes:
 
     confirmed: dict[bytes, list[dict[str, object]]] = field(default_factory=dict)
     failed: dict[bytes, list[dict[str, object]]] = field(default_factory=dict)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    #: the (partition, offset) each dead letter came from: a redelivered failure is
-    #: dead-lettered again (at-least-once), and this tells the repeats apart
-    dead_letter_sources: set[tuple[bytes, bytes]] = field(default_factory=set)
+    #: the headers of every dead letter, by key
+    dead_letters: dict[bytes, list[dict[str, bytes]]] = field(default_factory=dict)
     #: when the first confirmation of each key arrived (its ``occurred_at``)
     confirmed_at: dict[bytes, datetime] = field(default_factory=dict)
 
     def settled(self, key: bytes) -> bool:
         return key in self.confirmed or key in self.failed
 
-    def failure_codes(self) -> Counter[str]:
-        return Counter(str(events[-1]["reason_code"]) for events in self.failed.values())
+    def failure_codes(self, keys: set[bytes]) -> Counter[str]:
+        return Counter(str(self.failed[k][-1]["reason_code"]) for k in keys if k in self.failed)
+
+    def dead_lettered(self, keys: set[bytes] | None = None) -> int:
+        """Distinct records dead-lettered: a redelivered failure is dead-lettered again
+        (at-least-once), and its source partition and offset tell the repeats apart."""
+        return len({
+            (h.get("source_partition"), h.get("source_offset"))
+            for key, letters in self.dead_letters.items() if keys is None or key in keys
+            for h in letters
+        })  # fmt: skip
+
+    def dead_letter_records(self) -> int:
+        return sum(len(letters) for letters in self.dead_letters.values())
 
 
 class OutcomeTracker:
@@ -66,14 +76,7 @@ class OutcomeTracker:
                 for message in messages:
                     key = message.key or b""
                     if kind == "dlq":
-                        headers = dict(message.headers or ())
-                        out.dead_letters[headers.get("reason_code", b"?").decode()] += 1
-                        out.dead_letter_sources.add(
-                            (
-                                headers.get("source_partition", b""),
-                                headers.get("source_offset", b""),
-                            )
-                        )
+                        out.dead_letters.setdefault(key, []).append(dict(message.headers or ()))
                         continue
                     event = orjson.loads(message.value)
                     if kind == "confirmed":

@@ -180,8 +180,8 @@ async def _judge(
     report.repeated_confirmations = sum(
         max(0, len(outcomes.confirmed[k]) - sent[k]) for k in confirmed
     )
-    report.dead_lettered = len(outcomes.dead_letter_sources)
-    report.repeated_dead_letters = sum(outcomes.dead_letters.values()) - report.dead_lettered
+    report.dead_lettered = outcomes.dead_lettered()
+    report.repeated_dead_letters = outcomes.dead_letter_records() - report.dead_lettered
     report.wrong_reason = sum(
         1 for item in items if item.defect is not None
         and (outcomes.failed.get(item.key) or [{}])[-1].get("reason_code")
