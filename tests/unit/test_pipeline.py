@@ -339,3 +339,27 @@ async def test_parked_invoice_still_runs_out_of_retries() -> None:
     [failed] = decoded(h.output.on("failed"))
     assert failed["reason_code"] == "RETRIES_EXHAUSTED"
     assert h.platform.posts.count(inv["invoice_number"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (b"not json at all", "MALFORMED"),
+        (b"[1, 2, 3]", "MALFORMED"),
+        (b'"a string"', "MALFORMED"),
+        ('{"event_type": "invoice.issued", "x": "é"}'.encode("latin-1"), "MALFORMED"),
+        (b'{"event_type": "invoice.issued"' + b" " * 200_000 + b"}", "MALFORMED"),
+        (b'{"event_type": "invoice.issued", "schema_version": 2}', "SCHEMA_VIOLATION"),
+        (b'{"event_type": "something.else"}', "SCHEMA_VIOLATION"),
+    ],
+    ids=["not-json", "array", "string", "latin-1", "oversized", "unknown-version", "wrong-type"],
+)
+async def test_poison_is_dead_lettered_and_the_partition_flows(value: bytes, code: str) -> None:
+    h = Harness()
+    good = h.invoice(1)
+    await h.processor.process([h.record(value, key=b"poison"), h.record(issued_event(good))])
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == code
+    [letter] = h.output.on("dlq")
+    assert letter.value == value
+    assert h.state(good) == State.CONFIRMED
