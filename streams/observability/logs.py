@@ -1,0 +1,177 @@
+"""Logging setup: one JSON object per line for machines, plain lines for people.
+
+Every record passes :class:`Redactor` on the handler before it is formatted: it
+replaces configured secret values and URL passwords with ``***``, masks tax
+ids (first 4 and last 2 characters kept) and buyer names. The filter sits on
+the handler, not on a logger, because logger filters do not see records that
+propagate from child loggers (``streams.*``, ``aiokafka``, ``faust``).
+
+Pass ``extra={"invoice_key": ..., "event_id": ...}`` on the lines that matter;
+JSON lines carry those as fields, so ``grep '"invoice_key":"<key>"'`` follows
+one invoice through every worker.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import IO
+from urllib.parse import urlsplit
+
+__all__ = [
+    "EXTRA_FIELDS",
+    "HumanFormatter",
+    "JsonFormatter",
+    "Redactor",
+    "configure_logging",
+    "mask_buyer_names",
+    "mask_tax_ids",
+    "password_of",
+    "redact",
+]
+
+#: ``extra=`` keys copied into JSON lines (and shown in brackets on a terminal)
+EXTRA_FIELDS = ("invoice_key", "event_id", "reason_code", "topic", "partition", "offset")
+
+# 18 characters of the code alphabet with at least one digit, so that ordinary
+# upper-case words of 18 letters are left alone. An id directly followed by ":"
+# is the seller part of an invoice key (``{seller_tax_id}:{number}``): the
+# seller's own registered id, printed on every invoice it issues, and the handle
+# one greps by, so it stays readable.
+_TAX_ID = re.compile(
+    r"(?<![0-9A-Z])(?=[0-9A-HJ-NP-RTUW-Y]{0,17}[0-9])([0-9A-HJ-NP-RTUW-Y]{18})(?![0-9A-Z:])"
+)
+# buyer_name=..., "buyer_name": "...", buyer 'X': the ways a name can end up in a message.
+_BUYER_NAME = re.compile(
+    r"""(?P<label>buyer(?:[_ .]name)?["']?\s*[:=]?\s*)(?P<q>["'])(?P<name>[^"']+)(?P=q)""",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+(?P<tail>@)", re.I)
+
+
+def mask_tax_id(tax_id: str) -> str:
+    return tax_id[:4] + "*" * (len(tax_id) - 6) + tax_id[-2:]
+
+
+def mask_tax_ids(text: str) -> str:
+    return _TAX_ID.sub(lambda m: mask_tax_id(m.group(1)), text)
+
+
+def _mask_name(name: str) -> str:
+    # The first character tells a person which customer it probably is; no more.
+    return name[:1] + "***" if name else name
+
+
+def mask_buyer_names(text: str, names: Iterable[str] = ()) -> str:
+    """Mask labelled buyer names (``buyer_name='…'``) and any of ``names`` anywhere."""
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        text = text.replace(name, _mask_name(name))
+    return _BUYER_NAME.sub(lambda m: f"{m['label']}{m['q']}{_mask_name(m['name'])}{m['q']}", text)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value and any URL password replaced by ``***``."""
+    # Longest first, so a secret containing another is replaced whole.
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
+
+
+def password_of(url: str) -> str | None:
+    """The password in a connection URL, to pass to :func:`configure_logging` as a secret."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+class Redactor(logging.Filter):
+    """Rewrites each record's message (and traceback) with secrets and personal data masked."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def clean(self, text: str, buyer_names: Iterable[str] = ()) -> str:
+        return mask_buyer_names(mask_tax_ids(redact(text, self.secrets)), buyer_names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        buyer = record.__dict__.pop("buyer_name", None)
+        names = (buyer,) if isinstance(buyer, str) else ()
+        # Merge args first: a secret can arrive as an argument as easily as in the format.
+        record.msg = self.clean(record.getMessage(), names)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            # The formatter reuses exc_text when set, so this is the only rendering.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text, names)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info, names)
+        for field in EXTRA_FIELDS:
+            value = record.__dict__.get(field)
+            if isinstance(value, str) and field != "invoice_key":
+                record.__dict__[field] = self.clean(value, names)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in EXTRA_FIELDS:
+            if field in record.__dict__:
+                line[field] = record.__dict__[field]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        # default=str: an extra value we cannot encode must not cost the log line.
+        return jsonlib.dumps(line, ensure_ascii=False, default=str)
+
+
+class HumanFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        fields = [f"{f}={record.__dict__[f]}" for f in EXTRA_FIELDS if f in record.__dict__]
+        return f"{text} [{' '.join(fields)}]" if fields else text
+
+
+def configure_logging(
+    level: str,
+    json: bool | None,
+    *,
+    secrets: Iterable[str] = (),
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Route all logging to one handler on ``stream`` (stderr), replacing earlier setups.
+
+    ``json=None`` picks JSON unless the stream is a terminal. Returns the handler.
+    """
+    out = stream if stream is not None else sys.stderr
+    as_json = json if json is not None else not out.isatty()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if as_json else HumanFormatter())
+    handler.addFilter(Redactor(secrets))
+    root = logging.getLogger()
+    # Replace, not add: configure twice (tests, `up` starting a worker) and
+    # every line would be printed twice.
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler

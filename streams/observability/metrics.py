@@ -1,0 +1,201 @@
+"""Prometheus metrics of one worker, on a registry of its own.
+
+A private ``CollectorRegistry`` (not the process-global default) lets tests and
+several workers in one process each count for themselves. Metric names carry
+their unit (``_seconds``, ``_total``); ``deploy/prometheus/alerts.yml`` and
+``deploy/grafana/invoice-sync.json`` use these names, so rename them together.
+
+Ledger counts come from the shared database, so every worker exports the same
+numbers: aggregate them with ``max``, not ``sum``. Lag and in-flight counts are
+per worker and do sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CIRCUIT_STATES", "LATENCY_BUCKETS", "Metrics"]
+
+#: 1 ms to 5 min. 300 s is a bucket bound so the default SLO reads straight off
+#: the histogram (``le="300.0"``).
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._consumed = Counter(
+            "invoice_sync_events_consumed", "Events taken from invoices.issued.", registry=r
+        )
+        self._confirmed = Counter(
+            "invoice_sync_invoices_confirmed", "Invoices the platform confirmed.", registry=r
+        )
+        self._issued_to_confirmed = Histogram(
+            "invoice_sync_issued_to_confirmed_seconds",
+            "From the event's issued time to the platform's confirmation.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._failed = Counter(
+            "invoice_sync_invoices_failed",
+            "Invoices that ended failed, by reason code.",
+            ["reason_code"],
+            registry=r,
+        )
+        self._dead_lettered = Counter(
+            "invoice_sync_dead_letters",
+            "Records written to the dead-letter topic, by reason code.",
+            ["reason_code"],
+            registry=r,
+        )
+        self._retried = Counter(
+            "invoice_sync_retries",
+            "Platform requests retried, by why (timeout, 5xx, 429, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self._platform_requests = Counter(
+            "invoice_sync_platform_requests",
+            "Platform HTTP requests, by endpoint and status (HTTP code or 'timeout'/'error').",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self._platform_seconds = Histogram(
+            "invoice_sync_platform_request_seconds",
+            "Platform HTTP request latency.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._circuit = Gauge(
+            "invoice_sync_circuit_state",
+            "1 for the platform circuit breaker's current state, 0 for the others.",
+            ["state"],
+            registry=r,
+        )
+        self._inflight = Gauge(
+            "invoice_sync_inflight_invoices", "Invoices being delivered now.", registry=r
+        )
+        self._parked = Gauge(
+            "invoice_sync_parked_invoices",
+            "Invoices waiting in the ledger (red-letter awaiting original, or resumable).",
+            registry=r,
+        )
+        self._lag = Gauge(
+            "invoice_sync_consumer_lag_messages",
+            "End offset minus committed offset of invoices.issued, per assigned partition.",
+            ["partition"],
+            registry=r,
+        )
+        self._assigned = Gauge(
+            "invoice_sync_assigned_partitions",
+            "Partitions of invoices.issued this worker consumes.",
+            registry=r,
+        )
+        self._ledger = Gauge(
+            "invoice_sync_ledger_invoices",
+            "Invoices in the ledger by state (whole ledger; aggregate with max).",
+            ["state"],
+            registry=r,
+        )
+        self._oldest_unfinished = Gauge(
+            "invoice_sync_ledger_oldest_unfinished_seconds",
+            "Age of the oldest invoice not yet confirmed or failed (0 when none).",
+            registry=r,
+        )
+        self._credentials_ok = Gauge(
+            "invoice_sync_platform_credentials_ok",
+            "0 after the platform answered 401, 1 otherwise.",
+            registry=r,
+        )
+        self._lag_partitions: set[int] = set()
+        self._ledger_states: set[str] = set()
+        # Series exist from the start: an alert on "== 0" or "open == 1" needs a
+        # value before the first event rather than an absent series.
+        self.circuit_state("closed")
+        self.credentials_ok(True)
+
+    # --- events -------------------------------------------------------------------------
+    def consumed(self, n: int = 1) -> None:
+        self._consumed.inc(n)
+
+    def confirmed(self, issued_to_confirmed_seconds: float) -> None:
+        self._confirmed.inc()
+        # Clocks of billing systems drift; a negative age is theirs, not ours.
+        self._issued_to_confirmed.observe(max(0.0, issued_to_confirmed_seconds))
+
+    def failed(self, reason_code: str) -> None:
+        self._failed.labels(reason_code).inc()
+
+    def dead_lettered(self, reason_code: str) -> None:
+        self._dead_lettered.labels(reason_code).inc()
+
+    def retried(self, reason: str) -> None:
+        self._retried.labels(reason).inc()
+
+    def platform_request(self, endpoint: str, status: str, seconds: float) -> None:
+        """``endpoint`` must be a route template (``/api/v1/invoices``), never a URL with ids."""
+        self._platform_requests.labels(endpoint, status).inc()
+        self._platform_seconds.labels(endpoint).observe(seconds)
+
+    # --- state ----------------------------------------------------------------------------
+    def circuit_state(self, state: str) -> None:
+        if state not in CIRCUIT_STATES:
+            raise ValueError(f"unknown circuit state {state!r}; expected one of {CIRCUIT_STATES}")
+        for name in CIRCUIT_STATES:
+            self._circuit.labels(name).set(1 if name == state else 0)
+
+    def inflight(self, n: int) -> None:
+        self._inflight.set(n)
+
+    def parked(self, n: int) -> None:
+        self._parked.set(n)
+
+    def consumer_lag(self, partition: int, lag: int) -> None:
+        self._lag.labels(str(partition)).set(max(0, lag))
+        self._lag_partitions.add(partition)
+
+    def assigned_partitions(self, partitions: Collection[int]) -> None:
+        """After a rebalance: drop lag of partitions now consumed by another worker.
+
+        Otherwise the stale series would be summed with the new owner's.
+        """
+        self._assigned.set(len(partitions))
+        for gone in self._lag_partitions - set(partitions):
+            self._lag.remove(str(gone))
+        self._lag_partitions &= set(partitions)
+
+    def ledger_counts(
+        self, counts: Mapping[str, int], oldest_unfinished_seconds: float | None = None
+    ) -> None:
+        # A state that emptied out must read 0, not keep its last count.
+        for state in self._ledger_states - counts.keys():
+            self._ledger.labels(state).set(0)
+        for state, n in counts.items():
+            self._ledger.labels(state).set(n)
+        self._ledger_states |= counts.keys()
+        if oldest_unfinished_seconds is not None:
+            self._oldest_unfinished.set(max(0.0, oldest_unfinished_seconds))
+
+    def credentials_ok(self, ok: bool) -> None:
+        self._credentials_ok.set(1 if ok else 0)
+
+    # --- exposition -------------------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format: body and its Content-Type, for ``GET /metrics``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,98 @@
+"""The deploy files agree with the code: valid rules, runbooks, real metric names."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.observability.metrics import Metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+OPERATIONS = DEPLOY.parent / "docs" / "operations.md"
+_METRIC = re.compile(r"\binvoice_sync_[a-z_]+")
+
+
+def exported_names() -> set[str]:
+    m = Metrics()
+    m.failed("X")  # labelled families render no samples until first used
+    m.dead_lettered("X")
+    m.retried("X")
+    m.platform_request("/p", "200", 0.1)
+    m.consumer_lag(0, 1)
+    m.ledger_counts({"CONFIRMED": 1})
+    body, _ = m.render()
+    return set(re.findall(r"^(invoice_sync_[a-z_]+)", body.decode(), re.MULTILINE))
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_rules_and_config() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None
+    for args in (["check", "rules", str(ALERTS)],
+                 ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")]):  # fmt: skip
+        done = subprocess.run([promtool, *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_has_a_summary_and_a_runbook_section_that_exists() -> None:
+    rules = alert_rules()
+    assert rules
+    headings = {
+        "#" + re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in OPERATIONS.read_text().splitlines()
+        if line.startswith("#")
+    }
+    for rule in rules:
+        annotations = rule.get("annotations", {})
+        assert annotations.get("summary"), rule["alert"]
+        runbook = annotations.get("runbook_url", "")
+        assert runbook.startswith("docs/operations.md#"), rule["alert"]
+        assert runbook.removeprefix("docs/operations.md") in headings, rule["alert"]
+
+
+def test_alerts_and_dashboard_use_only_exported_metrics() -> None:
+    exported = exported_names()
+    used = set(_METRIC.findall(ALERTS.read_text()))
+    used |= set(_METRIC.findall((DEPLOY / "grafana" / "invoice-sync.json").read_text()))
+    assert used
+    assert used <= exported, sorted(used - exported)
+
+
+def test_dashboard_is_grafana_json() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "invoice-sync.json").read_text())
+    assert dashboard["uid"] == "invoice-sync"
+    assert all(panel["targets"] for panel in dashboard["panels"] if panel["type"] != "row")
+
+
+def test_k8s_manifests_parse_and_kustomization_lists_them() -> None:
+    yaml = pytest.importorskip("yaml")
+    k8s = DEPLOY / "k8s"
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    for name in kustomization["resources"]:
+        for doc in yaml.safe_load_all((k8s / name).read_text()):
+            assert doc["apiVersion"]
+            assert doc["kind"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_renders() -> None:
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    done = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kind: Deployment" in done.stdout
