@@ -255,6 +255,16 @@ class Ledger:
             for r, row in zip(records, rows, strict=True)
         ]
 
+    async def state_summary(self) -> tuple[dict[str, int], float | None]:
+        """Invoices by state, and the age in seconds of the oldest unfinished one."""
+        async with self.connection() as conn:
+            rows = await conn.fetch("SELECT state, count(*) AS n FROM invoices GROUP BY state")
+            oldest = await conn.fetchval(
+                "SELECT extract(epoch FROM now() - min(created_at))::float8 FROM invoices "
+                "WHERE state IN ('RECEIVED', 'SUBMITTING', 'PENDING')"
+            )
+        return {row["state"]: row["n"] for row in rows}, oldest
+
     def _columns_of(self, changes: Sequence[Change]) -> list[list[Any]]:
         columns: list[list[Any]] = [[] for _ in range(23)]
         for change in changes:

@@ -11,7 +11,7 @@ a failure before the request went out is ``PlatformConnectError``, after it
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Self
 from urllib.parse import quote, urlencode
@@ -75,6 +75,8 @@ class PlatformClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        #: called with (route template, status or "timeout"/"error", seconds) per request
+        self.observe: Callable[[str, str, float], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlatformClient:
@@ -228,6 +230,8 @@ class PlatformClient:
             headers.update(self._auth_headers(method, path_qs, body))
         attempt = Attempt()
         request = f"{method} {path_qs}"
+        started = time.perf_counter()
+        status = "error"
         try:
             async with self._session.request(
                 method,
@@ -238,8 +242,10 @@ class PlatformClient:
                 trace_request_ctx=attempt,
             ) as response:
                 raw = await response.read()
+                status = str(response.status)
                 answer = Answer(request, response.status, response.headers, raw, invoice_key)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            status = "timeout" if isinstance(exc, TimeoutError) else "error"
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if not attempt.sent:
                 raise PlatformConnectError(
@@ -249,6 +255,9 @@ class PlatformClient:
                 f"{request}: sent, but no complete answer ({reason}); it may have been stored",
                 invoice_key=invoice_key,
             ) from exc
+        finally:
+            if self.observe is not None:
+                self.observe(_route_of(path), status, time.perf_counter() - started)
         answer.raise_shared()
         return answer
 
@@ -290,3 +299,12 @@ def _settle_duplicate(invoice: Mapping[str, Any], payload: Payload) -> Accepted:
         status=409,
         invoice_key=invoice_key_of(invoice),
     )
+
+
+def _route_of(path: str) -> str:
+    """The route template of a request path: metric labels must not carry ids."""
+    if path.startswith("/receipts/"):
+        return "/receipts/{id}"
+    if path.startswith("/invoices/"):
+        return "/invoices/{seller}/{number}"
+    return path

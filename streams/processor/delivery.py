@@ -16,6 +16,7 @@ from streams.errors import (
     PlatformRejectedError,
     PlatformUnavailableError,
 )
+from streams.observability.metrics import Metrics
 from streams.platform.results import Accepted, Processing
 from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.health import Health
@@ -76,6 +77,7 @@ class Deliverer:
         crash: CrashPoints = NO_CRASH,
         auth_retry_seconds: float = 30.0,
         park_after: float = float("inf"),
+        metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._platform = platform
@@ -87,6 +89,8 @@ class Deliverer:
         self._crash = crash
         self._auth_retry_seconds = auth_retry_seconds
         self._park_after = park_after
+        self._metrics = metrics or Metrics()
+        self._inflight = 0
         self._sleep = sleep
 
     async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
@@ -114,6 +118,17 @@ class Deliverer:
         self, event: IssuedEvent, posts: int = 0, failures: int = 0
     ) -> Delivered | Undeliverable | Deferred:
         """``posts`` and ``failures`` carry over from earlier attempts (after a park)."""
+        self._inflight += 1
+        self._metrics.inflight(self._inflight)
+        try:
+            return await self._deliver(event, posts, failures)
+        finally:
+            self._inflight -= 1
+            self._metrics.inflight(self._inflight)
+
+    async def _deliver(
+        self, event: IssuedEvent, posts: int, failures: int
+    ) -> Delivered | Undeliverable | Deferred:
         first_failure: datetime | None = None
         waited = 0.0
         while True:
@@ -121,6 +136,7 @@ class Deliverer:
             if isinstance(result, PlatformAuthError):
                 # Refused at the door: nothing reached the platform, no POST counted.
                 self._health.platform_credentials_ok = False
+                self._metrics.credentials_ok(False)
                 self._health.last_problem = f"platform rejected our credentials: {result.message}"
                 log.critical(
                     "platform answered 401 for %s: submission stopped until the credentials "
@@ -132,6 +148,7 @@ class Deliverer:
             posts += 1
             if isinstance(result, Accepted | Processing):
                 self._health.platform_credentials_ok = True
+                self._metrics.credentials_ok(True)
                 return Delivered(result, posts)
             first_failure = first_failure or datetime.now(UTC)
             if isinstance(result, PlatformRejectedError):
@@ -156,6 +173,7 @@ class Deliverer:
                 log.info("%s: %s; parked until %s", event.key, result.message, retry_at)
                 return Deferred(posts, failures, retry_at, result.message)
             waited += delay
+            self._metrics.retried(type(result).reason_code.lower())
             level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
             log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay)
             await self._sleep(delay)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from streams.events.outputs import confirmed_event, encode, failed_event
 from streams.ledger.records import InvoiceKey, InvoiceRecord
+from streams.observability.metrics import Metrics
 from streams.processor.ports import OutMessage
 from streams.processor.records import RawRecord
 from streams.retry.deadletter import DeadLetter
@@ -20,13 +21,21 @@ class Topics:
 
 
 class Messages:
-    def __init__(self, topics: Topics, worker_id: str) -> None:
+    """Builds the output messages, and counts them in the metrics as it does."""
+
+    def __init__(self, topics: Topics, worker_id: str, metrics: Metrics | None = None) -> None:
         self.topics = topics
         self._worker_id = worker_id
+        self._metrics = metrics or Metrics()
 
-    def confirmation(self, record: InvoiceRecord, source_event_id: str) -> OutMessage:
+    def confirmation(
+        self, record: InvoiceRecord, source_event_id: str, *, fresh: bool = True
+    ) -> OutMessage:
+        """``fresh``: just confirmed (not a re-send answered from the ledger)."""
         assert record.platform_ref is not None
         assert record.accepted_at is not None
+        if fresh and record.issued_at is not None:
+            self._metrics.confirmed((datetime.now(UTC) - record.issued_at).total_seconds())
         event = confirmed_event(
             invoice_number=record.key.invoice_number,
             seller_tax_id=record.key.seller_tax_id,
@@ -54,6 +63,8 @@ class Messages:
 
         ``identity`` is the invoice key and source event id, when the message had them.
         """
+        self._metrics.failed(code)
+        self._metrics.dead_lettered(code)
         now = datetime.now(UTC)
         key, event_id = identity if identity is not None else (None, None)
         failed = failed_event(

@@ -27,6 +27,7 @@ from typing import TypeVar
 from streams.errors import InvalidEventError, LedgerUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
+from streams.observability.metrics import Metrics
 from streams.platform.results import Accepted
 from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.decisions import Action, decide
@@ -81,6 +82,7 @@ class Processor:
         health: Health,
         original_wait_seconds: float,
         crash: CrashPoints = NO_CRASH,
+        metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._ledger = ledger
@@ -91,9 +93,11 @@ class Processor:
         self._health = health
         self._original_wait = original_wait_seconds
         self._crash = crash
+        self._metrics = metrics or Metrics()
         self._sleep = sleep
 
     async def process(self, records: Sequence[RawRecord]) -> None:
+        self._metrics.consumed(len(records))
         for wave in waves(records):
             await self._wave(wave)
 
@@ -182,7 +186,7 @@ class Processor:
                     history_only=True,
                 )
             )
-            out.append(self._messages.confirmation(current, event.event_id))  # fmt: skip
+            out.append(self._messages.confirmation(current, event.event_id, fresh=False))
         elif action is Action.LEAVE:
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_RESEND",
                                  "identical re-send while the platform is still checking it",

@@ -44,6 +44,7 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         mine = [tp for tp in args[0] if tp.topic == settings.issued_topic]
         runtime.health.assigned_partitions = len(mine)
+        runtime.metrics.assigned_partitions([tp.partition for tp in mine])
         log.info("consuming %d partitions of %s", len(mine), settings.issued_topic)
 
     app.on_partitions_assigned.connect(on_assigned)

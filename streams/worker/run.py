@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
 
 from streams.kafka.topics import ensure_topics
+from streams.observability.logs import configure_logging, password_of
 from streams.settings import Settings
 from streams.worker.app import build_app
 from streams.worker.runtime import Runtime
@@ -26,6 +28,27 @@ async def prepare(settings: Settings) -> None:
     )
 
 
+class _Worker(faust.Worker):
+    """faust's worker with our logging: JSON lines (or human lines on a terminal), buyer
+    data masked, and the configured secrets never printed."""
+
+    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # mode replaces the root handlers while starting, so this is the one place our
+        # setup sticks.
+        s = self._settings
+        secrets = [s.platform_app_secret.get_secret_value()]
+        password = password_of(s.database_url.get_secret_value())
+        if password:
+            secrets.append(password)
+        if s.payload_key is not None:
+            secrets.append(s.payload_key.get_secret_value())
+        configure_logging(s.log_level, s.log_json, secrets=secrets)
+
+
 def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; faust drains the batch in flight and commits on the way out."""
     # faust chdirs into its workdir before logging is set up, and mode's exit handler
@@ -36,9 +59,10 @@ def run_worker(settings: Settings) -> None:
     loop.run_until_complete(prepare(settings))
     runtime = Runtime(settings, loop=loop)
     app = build_app(settings, runtime)
-    worker = faust.Worker(
+    worker = _Worker(
         app,
         runtime,
+        settings=settings,
         loglevel=settings.log_level,
         # The spinner would set the root logger to DEBUG (+25% CPU, embedded-stack.md).
         quiet=True,

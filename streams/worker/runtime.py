@@ -19,6 +19,7 @@ from streams.errors import InvoiceSyncError
 from streams.kafka import clients
 from streams.kafka.sink import ProducerSink
 from streams.ledger.store import Ledger
+from streams.observability.metrics import Metrics
 from streams.platform.client import PlatformClient
 from streams.processor.crashpoints import CrashPoints
 from streams.processor.decode import Decoder
@@ -43,6 +44,7 @@ class Runtime(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.health = Health()
+        self.metrics = Metrics()
         self.ready = asyncio.Event()
         self.ledger = Ledger(
             settings.database_url.get_secret_value(),
@@ -51,6 +53,7 @@ class Runtime(Service):
             cipher=cipher_from(settings),
         )
         self.platform = PlatformClient.from_settings(settings)
+        self.platform.observe = self.metrics.platform_request
         # aiokafka clients must be created inside the running loop.
         self.producer: AIOKafkaProducer | None = None
         self.processor: Processor | None = None
@@ -69,7 +72,9 @@ class Runtime(Service):
         await self.producer.start()
         sink = ProducerSink(self.producer)
         messages = Messages(
-            Topics(s.issued_topic, s.confirmed_topic, s.failed_topic, s.dlq_topic), s.worker_id
+            Topics(s.issued_topic, s.confirmed_topic, s.failed_topic, s.dlq_topic),
+            s.worker_id,
+            self.metrics,
         )
         crash = CrashPoints(s.fault_crash_at, s.fault_crash_after)
         self.breaker = CircuitBreaker(
@@ -88,6 +93,7 @@ class Runtime(Service):
             crash=crash,
             auth_retry_seconds=s.platform_auth_retry_seconds,
             park_after=s.park_after_seconds,
+            metrics=self.metrics,
         )
         self.processor = Processor(
             ledger=self.ledger,
@@ -100,6 +106,7 @@ class Runtime(Service):
             health=self.health,
             original_wait_seconds=s.original_wait_seconds,
             crash=crash,
+            metrics=self.metrics,
         )
         self.poller = ReceiptPoller(
             ledger=self.ledger,
@@ -116,6 +123,7 @@ class Runtime(Service):
 
     def _circuit_changed(self, state: CircuitState) -> None:
         self.health.circuit = state.value
+        self.metrics.circuit_state(state.value)
 
     @Service.task
     async def _poll_receipts(self) -> None:
@@ -138,11 +146,24 @@ class Runtime(Service):
                 claimed = await self.ledger.unfinished(
                     parked_after=s.resume_interval, stale_after=s.resume_stale_seconds, limit=200
                 )
+                self.metrics.parked(len(claimed))
                 if claimed:
                     await self.processor.resume(claimed)
             except InvoiceSyncError as exc:
                 log.warning("finishing parked invoices paused: %s", exc.message)
             await self.sleep(s.resume_interval)
+
+    @Service.task
+    async def _ledger_gauges(self) -> None:
+        # A full count is cheap next to the batches (the state index); every 15 s is plenty.
+        await self.ready.wait()
+        while not self.should_stop:
+            try:
+                counts, oldest = await self.ledger.state_summary()
+                self.metrics.ledger_counts(counts, oldest_unfinished_seconds=oldest)
+            except InvoiceSyncError as exc:
+                log.info("ledger gauges skipped: %s", exc.message)
+            await self.sleep(15)
 
     @Service.task
     async def _retention(self) -> None:
