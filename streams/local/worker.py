@@ -23,6 +23,10 @@ class WorkerProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 

@@ -37,14 +37,14 @@ __all__ = [
 #: ``extra=`` keys copied into JSON lines (and shown in brackets on a terminal)
 EXTRA_FIELDS = ("invoice_key", "event_id", "reason_code", "topic", "partition", "offset")
 
-# 18 characters of the code alphabet with at least one digit, so that ordinary
-# upper-case words of 18 letters are left alone. An id directly followed by ":"
+# 18 letters or digits with at least one digit, so that ordinary words of 18 letters
+# are left alone. An id directly followed by ":"
 # is the seller part of an invoice key (``{seller_tax_id}:{number}``): the
 # seller's own registered id, printed on every invoice it issues, and the handle
 # one greps by, so it stays readable.
-_TAX_ID = re.compile(
-    r"(?<![0-9A-Z])(?=[0-9A-HJ-NP-RTUW-Y]{0,17}[0-9])([0-9A-HJ-NP-RTUW-Y]{18})(?![0-9A-Z:])"
-)
+# Any case and any letter: a malformed id (lower case, a letter outside the code
+# alphabet) is exactly what a validation failure quotes, and must be masked too.
+_TAX_ID = re.compile(r"(?<![0-9A-Za-z])(?=[0-9A-Za-z]{0,17}[0-9])([0-9A-Za-z]{18})(?![0-9A-Za-z:])")
 # buyer_name=..., "buyer_name": "...", buyer 'X': the ways a name can end up in a message.
 _BUYER_NAME = re.compile(
     r"""(?P<label>buyer(?:[_ .]name)?["']?\s*[:=]?\s*)(?P<q>["'])(?P<name>[^"']+)(?P=q)""",

@@ -139,6 +139,8 @@ class Processor:
         identity = (event.key, event.event_id)
         if event.violation is not None:
             exc = event.violation
+            context = {"invoice_key": str(event.key), "event_id": event.event_id}
+            log.warning("invoice %s failed validation: %s", event.key, exc.message, extra=context)
             if current is not None and current.state == State.CONFIRMED:
                 claims.append(Change(current, previous, event.event_id, exc.reason_code,
                                      exc.message, history_only=True))  # fmt: skip

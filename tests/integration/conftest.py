@@ -17,9 +17,12 @@ from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
+from streams.security.crypto import new_key
 from streams.settings import Settings
 
-APP_ID, APP_SECRET = "it-app", "it-secret"
+APP_ID, APP_SECRET = "it-app", "it-secret-5e1f0c"
+#: the e2e worker encrypts payloads, and its logs must never show this key
+PAYLOAD_KEY = "it1:" + new_key()
 
 
 @dataclass
@@ -62,6 +65,7 @@ async def pipeline(services: Services) -> AsyncIterator[Pipeline]:
             "INVOICE_SYNC_RETRY_BASE_DELAY": "0.05",
             "INVOICE_SYNC_RECEIPT_POLL_INTERVAL": "0.2",
             "INVOICE_SYNC_ORIGINAL_WAIT_SECONDS": "20",
+            "INVOICE_SYNC_PAYLOAD_KEY": PAYLOAD_KEY,
         }
         settings = Settings(
             kafka_bootstrap=services.bootstrap,

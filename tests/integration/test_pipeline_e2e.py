@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.demo.feed import EXPECTED_CODES, FeedItem, generate
+from streams.demo.feed import BUYERS, EXPECTED_CODES, FeedItem, generate, issued_event, make_invoice
 from streams.events.schemas import validate_event
 from streams.validation.today import beijing_today
 
-from .conftest import Pipeline
+from .conftest import APP_SECRET, PAYLOAD_KEY, Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +151,33 @@ async def test_worker_http_api_answers_where_an_invoice_is(
             assert resp.status == 404
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200
+
+
+async def test_logs_never_show_secrets_or_buyer_tax_ids(
+    pipeline: Pipeline, run: tuple[list[FeedItem], dict[str, list[Any]]]
+) -> None:
+    """A full run, with validation failures that name buyer ids, leaves no secret and no
+    buyer tax id in the worker's log."""
+    bad = make_invoice(
+        random.Random(3),
+        seller_index=0,
+        issue_date=beijing_today(),
+        number=f"{beijing_today():%y}11" + "2" + f"{random.randrange(10**15):015d}",
+    )
+    bad["invoice_type"] = "special"
+    bad["buyer"] = {"tax_id": BUYERS[0][0].lower(), "name": BUYERS[0][1], "natural_person": False}
+    item = FeedItem(
+        f"{bad['seller']['tax_id']}:{bad['invoice_number']}".encode(),
+        orjson.dumps(issued_event(bad)),
+        "lower_case_buyer",
+    )
+    await publish(pipeline.settings.kafka_bootstrap, pipeline.settings.issued_topic, [item])
+    seen = await collect(pipeline, {item.key})
+    assert any(m.key == item.key for m in seen["failed"])
+    log = pipeline.worker.log_path.read_text(errors="replace")
+    assert "failed validation" in log  # the line that would have carried the id
+    for secret in (APP_SECRET, PAYLOAD_KEY.split(":", 1)[1]):
+        assert secret not in log
+    for tax_id, _, _ in BUYERS:
+        if tax_id:
+            assert tax_id not in log and tax_id.lower() not in log
