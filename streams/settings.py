@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     topic_dlq: str = "invoices.dlq"
 
     # --- kafka client --------------------------------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers")
+    kafka_ssl_certfile: str | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: str | None = Field(None, description="client key (mutual TLS)")
     kafka_idempotent: bool = Field(False, description="idempotent producer (not on Tansu)")
     consumer_group: str = Field("invoice-sync", description="consumer group / faust app id")
     kafka_session_timeout: float = Field(10.0, gt=0, description="seconds; group join ~half")

@@ -6,11 +6,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.kafka.security import aiokafka_options
 from streams.settings import Settings
 
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = {
+        **aiokafka_options(settings),
         "bootstrap_servers": settings.kafka_bootstrap,
         # acks=all: an output event counts as sent only once the in-sync replicas have it.
         "acks": "all",
@@ -24,6 +26,7 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 def consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
+        **aiokafka_options(settings),
         "bootstrap_servers": settings.kafka_bootstrap,
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,

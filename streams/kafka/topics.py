@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -12,10 +13,15 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Sequence[str], *, partitions: int, replication: int
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    partitions: int,
+    replication: int,
+    client_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Returns the topics it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Returns the topics it created. ``client_options``: TLS/SASL for the admin client."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

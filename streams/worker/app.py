@@ -8,6 +8,7 @@ from typing import Any
 
 import faust
 
+from streams.kafka.security import faust_credentials
 from streams.processor.records import RawRecord
 from streams.settings import Settings
 from streams.worker.runtime import Runtime
@@ -34,6 +35,7 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         # what was not processed is not committed, and is read again after the restart.
         stream_wait_empty=False,
         web_enabled=False,
+        broker_credentials=faust_credentials(settings),
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import faust
 
+from streams.kafka.security import aiokafka_options
 from streams.kafka.topics import ensure_topics
 from streams.observability.logs import configure_logging, password_of
 from streams.settings import Settings
@@ -25,6 +26,7 @@ async def prepare(settings: Settings) -> None:
         settings.all_topics,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
+        client_options=aiokafka_options(settings),
     )
 
 
