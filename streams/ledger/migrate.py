@@ -34,15 +34,17 @@ def available_migrations() -> list[Migration]:
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     """Apply what is missing; returns what was applied. Safe for concurrent workers."""
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version integer PRIMARY KEY,
-               name text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
     applied: list[Migration] = []
+    # Locked before anything else: even CREATE TABLE IF NOT EXISTS races with itself
+    # when two workers start on a new database at once.
     await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_ID)
     try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
         done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
         for migration in available_migrations():
             if migration.version in done:

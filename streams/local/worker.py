@@ -51,8 +51,10 @@ class WorkerProcess:
                     )
                 try:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                        # Ready and consuming: joining the group can take seconds.
-                        if resp.status == 200 and (await resp.json())["assigned_partitions"]:
+                        # Ready and in the group (joining can take seconds); a member
+                        # may get no partition when there are more members than those.
+                        body = await resp.json()
+                        if resp.status == 200 and body["assigned_partitions"] is not None:
                             return
                 except (aiohttp.ClientError, TimeoutError):
                     pass

@@ -43,6 +43,7 @@ class Report:
     posts_per_invoice: float = 0.0
     repeated_confirmations: int = 0
     repeated_dead_letters: int = 0
+    confirmed_by: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -92,6 +93,7 @@ async def run_scenario(
     faults: Faults | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 240.0,
+    feed_rate: float | None = None,
 ) -> Report:
     prefix = f"chaos-{name}-{uuid.uuid4().hex[:6]}."
     report = Report(name)
@@ -129,8 +131,16 @@ async def run_scenario(
                               invalid_fraction=0.02, red_fraction=0.02,
                               resend_fraction=0.02))  # fmt: skip
         started = time.monotonic()
-        await _publish(bootstrap, settings.issued_topic, items)
-        await action(run, items)
+        if feed_rate is None:
+            await _publish(bootstrap, settings.issued_topic, items)
+            await action(run, items)
+        else:
+            # A steady feed flowing while the action (workers coming and going) happens.
+            feeding = asyncio.create_task(
+                _publish(bootstrap, settings.issued_topic, items, rate=feed_rate)
+            )
+            await action(run, items)
+            await feeding
         keys = {item.key for item in items}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -143,11 +153,17 @@ async def run_scenario(
     return report
 
 
-async def _publish(bootstrap: str, topic: str, items: list[FeedItem]) -> None:
+async def _publish(
+    bootstrap: str, topic: str, items: list[FeedItem], rate: float | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        sent = [await producer.send(topic, item.value, key=item.key) for item in items]
+        sent = []
+        for n, item in enumerate(items):
+            sent.append(await producer.send(topic, item.value, key=item.key))
+            if rate is not None and n % 50 == 49:
+                await asyncio.sleep(50 / rate)
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
@@ -196,6 +212,13 @@ async def _judge(
             "AND seller_tax_id || ':' || invoice_number = ANY($1::text[])",
             [key.decode() for key in valid],
         )
+        # Which worker confirmed what: the history records the worker of every change.
+        rows = await conn.fetch(
+            "SELECT worker_id, count(*) AS n FROM invoice_history WHERE to_state = 'CONFIRMED' "
+            "AND seller_tax_id || ':' || invoice_number = ANY($1::text[]) GROUP BY worker_id",
+            [key.decode() for key in valid],
+        )
+        report.confirmed_by = {row["worker_id"]: row["n"] for row in rows}
     finally:
         await conn.close()
 
@@ -207,11 +230,11 @@ def _identity(key: bytes) -> tuple[str, str]:
 
 def table(reports: list[Report]) -> str:
     head = ("scenario", "invoices", "stored once", "lost", "duplicated", "dead-lettered",
-            "POSTs/invoice", "repeat conf.", "time s")  # fmt: skip
+            "POSTs/invoice", "repeat conf.", "workers", "time s")  # fmt: skip
     rows = [head] + [
         (r.scenario, str(r.invoices), str(r.stored_once), str(r.lost), str(r.duplicated),
          str(r.dead_lettered), f"{r.posts_per_invoice:.3f}", str(r.repeated_confirmations),
-         f"{r.seconds:.1f}")
+         str(len(r.confirmed_by)), f"{r.seconds:.1f}")
         for r in reports
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]

@@ -144,6 +144,27 @@ async def test_database_outage_holds_intake_and_loses_nothing(
     _check(report)
 
 
+async def _scale_out(run: Run, items: list[FeedItem]) -> None:
+    first, second = run.worker(), run.worker()
+    await asyncio.gather(first.start(), second.start())
+    await asyncio.sleep(2)
+    third = run.worker()
+    await third.start()  # joins mid-stream: the partitions are shared three ways
+    await asyncio.sleep(2)
+    await second.stop()  # leaves cleanly mid-stream: its partitions move on
+
+
+async def test_workers_share_the_load_as_they_come_and_go(services: Services) -> None:
+    report = await run_scenario(
+        "scale-out", bootstrap=services.bootstrap, database_url=services.database_url,
+        data_dir=services.data_dir, count=COUNT, action=_scale_out,
+        feed_rate=max(COUNT / 8, 100),
+    )  # fmt: skip
+    _check(report)
+    busy = [worker for worker, n in report.confirmed_by.items() if n >= 0.05 * report.invoices]
+    assert len(busy) >= 2, f"the work was not shared: {report.confirmed_by}"
+
+
 def _check(report: Report) -> None:
     REPORTS.append(report)
     assert report.lost == 0, report
