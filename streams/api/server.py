@@ -1,26 +1,70 @@
-"""The worker's HTTP server (aiohttp): ``/healthz``, ``/readyz``, invoice lookups."""
+"""The worker's HTTP server (aiohttp): ``/healthz``, ``/readyz``, invoice lookups.
+
+Every answer, errors included, is JSON (``docs/openapi.yaml`` describes them all).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from streams.api.listing import BadQueryError, parse_list_query
 from streams.api.views import history_view, record_view
 from streams.errors import LedgerUnavailableError
+from streams.ledger.queries import invoice_page
 from streams.ledger.records import InvoiceKey
 from streams.ledger.store import Ledger
+from streams.observability.metrics import Metrics
 from streams.processor.health import Health
+from streams.security.access import RouteRoles
 
 log = logging.getLogger(__name__)
 
 _LEDGER = web.AppKey("ledger", Ledger)
 _HEALTH = web.AppKey("health", Health)
+_METRICS = web.AppKey("metrics", Metrics)
+
+#: who may call what, for ``streams.security.access.access_middleware``
+ROUTE_ROLES: RouteRoles = {
+    ("GET", "/healthz"): None,
+    ("GET", "/readyz"): None,
+    ("GET", "/metrics"): None,
+    ("GET", "/invoices"): "viewer",
+    ("GET", "/invoices/{seller}/{number}"): "viewer",
+}
 
 
 def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return _json(body, status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405 pages, and a ledger that is away, as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "HTTP_ERROR")
+        response = _error(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except LedgerUnavailableError as exc:
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error(503, "LEDGER_UNAVAILABLE", "the ledger database is unavailable; retry")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -41,20 +85,52 @@ async def _readyz(request: web.Request) -> web.Response:
 async def _invoice(request: web.Request) -> web.Response:
     key = InvoiceKey(request.match_info["seller"], request.match_info["number"])
     ledger = request.app[_LEDGER]
-    record = await ledger.get(key)
+    # PostgreSQL text cannot hold NUL, so no invoice is named with one.
+    record = None if "\x00" in str(key) else await ledger.get(key)
     if record is None:
-        return _json({"code": "NOT_FOUND", "message": f"no invoice {key} in the ledger"}, 404)
+        return _error(404, "NOT_FOUND", f"no invoice {key} in the ledger")
     body = record_view(record)
     body["history"] = [history_view(h) for h in await ledger.history(key)]
     return _json(body)
 
 
-def build_api(ledger: Ledger, health: Health) -> web.Application:
-    app = web.Application()
+async def _invoices(request: web.Request) -> web.Response:
+    try:
+        q = parse_list_query(request.query)
+    except BadQueryError as exc:
+        return _error(400, "BAD_REQUEST", exc.message, exc.field)
+    page = await invoice_page(
+        request.app[_LEDGER], q.seller_tax_id, q.date_from, q.date_to,
+        state=q.state, page_size=q.page_size, after=q.page_token,
+    )  # fmt: skip
+    return _json(
+        {"items": [record_view(r) for r in page.records], "next_page_token": page.next_cursor}
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[_METRICS].render()
+    # Set as a header: aiohttp's content_type= refuses a value carrying a charset.
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def build_api(
+    ledger: Ledger,
+    health: Health,
+    metrics: Metrics | None = None,
+    *,
+    middlewares: Iterable[Middleware] = (),
+) -> web.Application:
+    """``middlewares`` run inside the JSON error handling (e.g. the access check,
+    ``access_middleware(tokens, ROUTE_ROLES)``)."""
+    app = web.Application(middlewares=[json_errors, *middlewares])
     app[_LEDGER] = ledger
     app[_HEALTH] = health
+    app[_METRICS] = metrics or Metrics()
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/invoices", _invoices)
     app.router.add_get("/invoices/{seller}/{number}", _invoice)
     return app
 

@@ -1,8 +1,13 @@
-"""``invoice-sync status``: where is invoice X, and what should a person do next."""
+"""``invoice-sync status`` (where is invoice X, what next) and ``invoices`` (a seller's
+history, paged)."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import sys
+from datetime import date, datetime
+from typing import Any
 
 import click
 import orjson
@@ -10,8 +15,32 @@ import orjson
 from streams.api.views import history_view, record_view
 from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
-from streams.ledger.records import InvoiceRecord
+from streams.ledger.queries import MAX_PAGE_SIZE, BadCursorError, invoice_page
+from streams.ledger.records import HistoryEntry, InvoiceRecord
 from streams.ledger.states import State
+
+#: history reasons that are no failure (and so left no dead letter)
+_NOT_DEAD_LETTERED = {"DUPLICATE_RESEND", "REPLAY", "RESUME", "RETRY_LATER",
+                      "WAITING_FOR_ORIGINAL", "RECONCILE_REDRIVE"}  # fmt: skip
+
+
+def dead_letter(record: InvoiceRecord, history: list[HistoryEntry]) -> dict[str, str] | None:
+    """Where to find this invoice's dead letter: every failure is dead-lettered, also a
+    rejected re-send of an invoice that stays confirmed."""
+    code = record.error_code if record.state == State.FAILED else None
+    if code is None:
+        rejected_resends = [
+            h.reason_code for h in history
+            if h.from_state == h.to_state == State.CONFIRMED
+            and h.reason_code and h.reason_code not in _NOT_DEAD_LETTERED
+        ]  # fmt: skip
+        code = rejected_resends[-1] if rejected_resends else None
+    if code is None:
+        return None
+    return {
+        "reason_code": code,
+        "command": f"invoice-sync dlq list --invoice {record.key.invoice_number}",
+    }
 
 
 def next_step(record: InvoiceRecord) -> str:
@@ -57,12 +86,15 @@ def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> Non
                 seller = f" of seller {seller_tax_id}" if seller_tax_id else ""
                 click.echo(f"invoice {invoice_number}{seller} is not in the ledger: it never "
                            "reached the pipeline. Check that billing published it, and the "
-                           "dead-letter topic for unreadable messages.", err=True)  # fmt: skip
+                           "dead-letter topic for unreadable messages: `invoice-sync dlq list "
+                           f"--invoice {invoice_number}`.", err=True)  # fmt: skip
                 return 1
             views = []
             for record in records:
                 view = record_view(record)
-                view["history"] = [history_view(h) for h in await ledger.history(record.key)]
+                history = await ledger.history(record.key)
+                view["history"] = [history_view(h) for h in history]
+                view["dead_letter"] = dead_letter(record, history)
                 view["next_step"] = next_step(record)
                 views.append(view)
         if as_json:
@@ -88,4 +120,84 @@ def _print(view: dict[str, object]) -> None:
         reason = f" [{h['reason_code']}]" if h["reason_code"] else ""
         detail = f" {h['detail']}" if h["detail"] else ""
         click.echo(f"    {h['at']}  {h['from_state'] or '-'} -> {h['to_state']}{reason}{detail}")
+    letter = view.get("dead_letter")
+    if isinstance(letter, dict):
+        click.echo(f"  dead letter:  reason {letter['reason_code']}; see `{letter['command']}`")
     click.echo(f"  next step: {view['next_step']}")
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+_TABLE = ("invoice_number", "issue_date", "state", "total_with_tax", "platform_ref", "error_code")
+
+
+@click.command()
+@click.option("--seller", "seller_tax_id", required=True, help="Seller tax id.")
+@click.option("--from", "date_from", type=_DAY, required=True, help="First issue date, YYYY-MM-DD.")
+@click.option("--to", "date_to", type=_DAY, required=True, help="Last issue date, YYYY-MM-DD.")
+@click.option("--state", type=click.Choice([s.value for s in State]), help="Only this state.")
+@click.option("--page-size", type=click.IntRange(1, MAX_PAGE_SIZE), default=100, show_default=True,
+              help="Invoices per page.")  # fmt: skip
+@click.option("--after", "cursor", help="Start after this cursor (printed with each page).")
+@click.option("--all", "every_page", is_flag=True, help="Every page, not just one.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+def invoices(
+    seller_tax_id: str, date_from: datetime, date_to: datetime, state: str | None,
+    page_size: int, cursor: str | None, every_page: bool, as_json: bool, as_csv: bool,
+) -> None:  # fmt: skip
+    """A seller's invoices by issue date, across months and years, a page at a time.
+
+    Ordered by issue date, then number. Each page ends with the cursor of the next
+    (`--after CURSOR`); `--all` pages through everything. The worker's HTTP API serves
+    the same at GET /invoices.
+    """
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    first, last = date_from.date(), date_to.date()
+    if first > last:
+        raise click.BadParameter("--from must not be after --to", param_hint="--from")
+    settings = load_settings()
+
+    async def _run() -> tuple[list[InvoiceRecord], str | None]:
+        records: list[InvoiceRecord] = []
+        after = cursor
+        async with open_ledger(settings) as ledger:
+            while True:
+                page = await invoice_page(ledger, seller_tax_id, first, last,
+                                          state=State(state) if state else None,
+                                          page_size=page_size, after=after)  # fmt: skip
+                records += page.records
+                after = page.next_cursor
+                if after is None or not every_page:
+                    return records, after
+
+    try:
+        records, next_cursor = asyncio.run(_run())
+    except BadCursorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--after") from exc
+    views = [record_view(r) for r in records]
+    if as_json:
+        body = {"items": views, "next_cursor": next_cursor}
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(views[0]) if views else _TABLE,
+                                extrasaction="ignore", lineterminator="\n")  # fmt: skip
+        writer.writeheader()
+        writer.writerows(views)
+    else:
+        _table(views, seller_tax_id, first, last)
+    if next_cursor is not None:
+        click.echo(f"more: --after {next_cursor}", err=True)
+
+
+def _table(views: list[dict[str, Any]], seller: str, first: date, last: date) -> None:
+    if not views:
+        click.echo(f"no invoices of seller {seller} issued {first} to {last}")
+        return
+    cells = [[str(v[c]) if v[c] is not None else "-" for c in _TABLE] for v in views]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(_TABLE)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(_TABLE, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    click.echo(f"{len(views)} invoices")

@@ -7,8 +7,11 @@ import asyncio
 import click
 
 from streams.cli.demo_cmd import demo, up
+from streams.cli.dlq_cmd import dlq
 from streams.cli.ledger_access import open_ledger
-from streams.cli.lookup_cmd import status
+from streams.cli.lookup_cmd import invoices, status
+from streams.cli.publish_cmd import import_cmd, publish
+from streams.cli.reconcile_cmd import reconcile, sweep
 from streams.cli.sandbox_cmd import sandbox
 from streams.cli.security_cmd import audit, rekey, retention, tokens
 from streams.cli.settings_option import load_settings
@@ -57,7 +60,13 @@ cli.add_command(sandbox)
 cli.add_command(demo)
 cli.add_command(up)
 cli.add_command(status)
+cli.add_command(invoices)
+cli.add_command(reconcile)
+cli.add_command(sweep)
 cli.add_command(tokens)
 cli.add_command(audit)
 cli.add_command(rekey)
 cli.add_command(retention)
+cli.add_command(dlq)
+cli.add_command(publish)
+cli.add_command(import_cmd)

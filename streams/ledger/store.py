@@ -35,7 +35,7 @@ _UNAVAILABLE = (
 )
 
 
-def _record(row: asyncpg.Record) -> InvoiceRecord:
+def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
     return InvoiceRecord(
         key=InvoiceKey(row["seller_tax_id"], row["invoice_number"]),
         state=State(row["state"]),
@@ -138,7 +138,7 @@ class Ledger:
                 [k.seller_tax_id for k in keys],
                 [k.invoice_number for k in keys],
             )
-        return {record.key: record for record in map(_record, rows)}
+        return {record.key: record for record in map(record_from_row, rows)}
 
     async def apply(self, changes: Sequence[Change]) -> None:
         """Write ``changes`` (rows and their history) in one transaction."""
@@ -165,7 +165,7 @@ class Ledger:
                 key.seller_tax_id,
                 key.invoice_number,
             )
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     async def find(
         self, invoice_number: str, seller_tax_id: str | None = None
@@ -178,7 +178,7 @@ class Ledger:
                 invoice_number,
                 seller_tax_id,
             )
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def payload(self, key: InvoiceKey) -> bytes | None:
         async with self.connection() as conn:
@@ -225,7 +225,7 @@ class Ledger:
                 older_than_seconds,
                 limit,
             )
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def unfinished(
         self, *, parked_after: float, stale_after: float, limit: int
@@ -249,7 +249,7 @@ class Ledger:
                 stale_after,
                 limit,
             )
-        records = [_record(row) for row in rows]
+        records = [record_from_row(row) for row in rows]
         return [
             (r, self._open(r.key, row["payload"], row["payload_key_id"]) or b"")
             for r, row in zip(records, rows, strict=True)

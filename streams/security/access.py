@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from streams.security.tokens import Role, Token, allows
 
 #: (method, route template) → the role needed, or None for public (probes, metrics)
 RouteRoles = Mapping[tuple[str, str], Role | None]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = web.RequestKey("token", Token)
 
 
@@ -64,15 +64,17 @@ class FailureBrake:
 
 def access_middleware(
     tokens: TokenVerifier, roles: RouteRoles, brake: FailureBrake | None = None
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     brake = brake or FailureBrake()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = request.match_info.route.resource
         template = info.canonical if info is not None else request.path
-        declared = (request.method, template) in roles
-        needed = roles.get((request.method, template))
+        # aiohttp answers HEAD on every GET route: it needs what the GET needs.
+        method = "GET" if request.method == "HEAD" else request.method
+        declared = (method, template) in roles
+        needed = roles.get((method, template))
         if declared and needed is None:
             return await handler(request)
         client = request.remote or "unknown"

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from streams.api.server import ApiServer, build_api
+from streams.api.server import ROUTE_ROLES, ApiServer, build_api
 from streams.errors import InvoiceSyncError
 from streams.kafka import clients
 from streams.kafka.sink import ProducerSink
@@ -31,7 +31,9 @@ from streams.processor.receipts import ReceiptPoller
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
 from streams.retry.ratelimit import TokenBucket
+from streams.security.access import access_middleware
 from streams.security.crypto import cipher_from
+from streams.security.tokens import TokenStore
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -116,7 +118,9 @@ class Runtime(Service):
             interval=s.receipt_poll_interval,
             stuck_after=s.receipt_stuck_seconds,
         )
-        self.api = ApiServer(build_api(self.ledger, self.health), s.http_host, s.http_port)
+        access = access_middleware(TokenStore(self.ledger), ROUTE_ROLES)
+        api = build_api(self.ledger, self.health, self.metrics, middlewares=[access])
+        self.api = ApiServer(api, s.http_host, s.http_port)
         await self.api.start()
         self.ready.set()
         log.info("worker %s ready", s.worker_id)

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from streams.kafka.topics import ensure_topics
+from streams.ledger.store import Ledger
 from streams.local.processes import free_port
 from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
 from streams.security.crypto import new_key
+from streams.security.tokens import TokenStore
 from streams.settings import Settings
 
 APP_ID, APP_SECRET = "it-app", "it-secret-5e1f0c"
@@ -37,6 +39,12 @@ class Pipeline:
     settings: Settings
     sandbox: SandboxServer
     worker: WorkerProcess
+    #: an admin bearer token for the worker's HTTP API
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +89,9 @@ async def pipeline(services: Services) -> AsyncIterator[Pipeline]:
             env, http_port=free_port(), log_path=services.data_dir / f"{prefix}worker.log"
         )
         async with worker:
-            yield Pipeline(settings, sandbox, worker)
+            async with Ledger(services.database_url, worker_id="tests") as ledger:
+                token = await TokenStore(ledger).create(f"{prefix}admin", "admin")
+            yield Pipeline(settings, sandbox, worker, token)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

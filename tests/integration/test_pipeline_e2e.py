@@ -141,7 +141,7 @@ async def test_worker_http_api_answers_where_an_invoice_is(
     key = next(item.key for item in items if item.defect is None)
     seller, number = key.decode().split(":")
     base = f"http://127.0.0.1:{pipeline.worker.http_port}"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=pipeline.auth) as http:
         async with http.get(f"{base}/invoices/{seller}/{number}") as resp:
             assert resp.status == 200
             body = await resp.json()
@@ -151,6 +151,12 @@ async def test_worker_http_api_answers_where_an_invoice_is(
             assert resp.status == 404
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(f"{base}/invoices/{seller}/{number}") as resp:
+            assert resp.status == 401
+        async with anonymous.get(f"{base}/metrics") as resp:
+            assert resp.status == 200
+            assert "invoice_sync_invoices_confirmed_total" in await resp.text()
 
 
 async def test_logs_never_show_secrets_or_buyer_tax_ids(

@@ -1,0 +1,1 @@
+"""Reconciliation: the ledger against the platform's own list of what it stores."""
