@@ -9,7 +9,7 @@ from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.observability.metrics import Metrics
 from streams.processor.ports import OutMessage
 from streams.processor.records import RawRecord
-from streams.retry.deadletter import DeadLetter
+from streams.retry.deadletter import H_REPLAYED_FROM, DeadLetter
 
 
 class Topics:
@@ -79,6 +79,7 @@ class Messages:
             source_partition=raw.partition, source_offset=raw.offset, attempts=attempts,
             first_failure_at=first_failure_at or now, last_failure_at=now,
             worker_id=self._worker_id, field=field,
+            replayed_from=raw.header(H_REPLAYED_FROM),
         )  # fmt: skip
         return [
             OutMessage(self.topics.failed, raw.key, encode(failed)),

@@ -19,6 +19,11 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes
+    #: the Kafka headers, e.g. the DLQ offset a replayed record came from
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        return next((value for key, value in self.headers if key == name), None)
 
 
 @dataclass(frozen=True, slots=True)

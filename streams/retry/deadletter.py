@@ -36,6 +36,8 @@ class DeadLetter:
     last_failure_at: datetime
     worker_id: str
     field: str | None = None
+    #: a replayed record that failed again keeps naming the DLQ record it came from
+    replayed_from: bytes | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         pairs = [
@@ -52,4 +54,7 @@ class DeadLetter:
         ]
         if self.field is not None:
             pairs.append((H_FIELD, self.field))
-        return [(name, value.encode()) for name, value in pairs]
+        encoded = [(name, value.encode()) for name, value in pairs]
+        if self.replayed_from is not None:
+            encoded.append((H_REPLAYED_FROM, self.replayed_from))
+        return encoded

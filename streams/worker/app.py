@@ -62,6 +62,7 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
                     offset=e.message.offset,
                     key=e.message.key,
                     value=e.message.value,
+                    headers=_headers(e.message.headers),
                 )
                 for e in events
             ]
@@ -95,3 +96,9 @@ async def _process_to_completion(runtime: Runtime, records: list[RawRecord]) -> 
             delay = min(delay * 2, 30.0)
             continue
         return
+
+
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    # faust hands headers over as a list of pairs or as a mapping, depending on the path.
+    pairs = raw.items() if isinstance(raw, dict) else (raw or ())
+    return tuple((str(k), bytes(v)) for k, v in pairs)

@@ -363,3 +363,12 @@ async def test_poison_is_dead_lettered_and_the_partition_flows(value: bytes, cod
     [letter] = h.output.on("dlq")
     assert letter.value == value
     assert h.state(good) == State.CONFIRMED
+
+
+async def test_a_replayed_record_that_fails_again_names_its_dlq_origin() -> None:
+    h = Harness()
+    replayed = RawRecord("invoices.issued", 0, 9, b"k", b"not json",
+                         (("replayed_from_dlq_offset", b"2:17"),))  # fmt: skip
+    await h.processor.process([replayed])
+    [letter] = h.output.on("dlq")
+    assert dict(letter.headers)["replayed_from_dlq_offset"] == b"2:17"
