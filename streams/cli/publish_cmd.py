@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from aiokafka.errors import KafkaError
 
+from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
 from streams.client.importing import (
     ImportFileError,
@@ -21,6 +22,7 @@ from streams.client.importing import (
 from streams.client.publisher import InvoicePublisher, PublishedEvent
 from streams.demo.feed import generate
 from streams.errors import InvoiceSyncError
+from streams.security.audit import AuditLog, cli_actor
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -139,7 +141,18 @@ def import_cmd(file: Path, skip_invalid: bool, check_only: bool, source: str) ->
         return
     sends = [_event_send(item) for item in ready]
     _send_all(settings, f"publishing {len(ready)} to {settings.issued_topic}", sends)
+    _audit(settings, "import", str(file), {"published": len(ready), "skipped_rows": len(errors)})
     click.echo(f"published {len(ready)} invoices from {file.name}")
+
+
+def _audit(settings: Settings, action: str, target: str, detail: dict[str, int]) -> None:
+    """Importing changes what reaches the tax authority: leave a trail."""
+
+    async def record() -> None:
+        async with open_ledger(settings) as ledger:
+            await AuditLog(ledger).record(cli_actor(), action, target=target, detail=detail)
+
+    asyncio.run(record())
 
 
 def _event_send(item: ReadyEvent) -> Callable[[InvoicePublisher], Awaitable[PublishedEvent]]:

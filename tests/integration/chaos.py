@@ -97,6 +97,9 @@ async def run_scenario(
 ) -> Report:
     prefix = f"chaos-{name}-{uuid.uuid4().hex[:6]}."
     report = Report(name)
+    # A ledger of its own: workers of other tests, talking to another sandbox, would
+    # otherwise claim this scenario's pending receipts from the shared database.
+    database_url = await fresh_database(database_url, prefix.replace("-", "_").rstrip("."))
     async with AsyncExitStack() as stack:
         sandbox = await stack.enter_async_context(
             SandboxServer(apps={APP_ID: APP_SECRET}, faults=faults or Faults())
@@ -221,6 +224,17 @@ async def _judge(
         report.confirmed_by = {row["worker_id"]: row["n"] for row in rows}
     finally:
         await conn.close()
+
+
+async def fresh_database(server_url: str, name: str) -> str:
+    """A new, empty database on the same server; returns its URL."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
 
 
 def _identity(key: bytes) -> tuple[str, str]:

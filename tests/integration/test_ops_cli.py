@@ -269,6 +269,8 @@ async def test_import_publishes_nothing_when_a_row_is_bad(
     store = pipeline.sandbox.store
     await eventually(lambda: all(store.stored(key_of(inv)) for inv in invoices))
     assert [store.post_count(key_of(inv)) for inv in invoices] == [1, 1, 1]
+    trail = await invoke(env, "audit", "--action", "import", "--json")
+    assert str(path) in trail.output and '"published":3' in trail.output
 
 
 async def test_publish_sample_confirms_every_invoice(
