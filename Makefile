@@ -37,5 +37,9 @@ chaos: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -q
 
+# Ceilings, pipeline and ledger measured side by side; BENCH_SCALE etc. in bench/__main__.py.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .invoice-sync .mypy_cache .ruff_cache .pytest_cache

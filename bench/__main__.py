@@ -1,0 +1,158 @@
+"""``make bench`` / ``python -m bench``: ceilings, pipeline, ledger; one table, RATIOS last.
+
+Environment:
+  BENCH_SCALE           backlog sizes × this (1 = 100k/50k/10k invoices); default 1
+  BENCH_LEDGER_ROWS     rows COPYed into the ledger for the lookup case; default 5,000,000
+  BENCH_STEADY_SECONDS  how long the half-load phase offers invoices; default 30
+  BENCH_SKIP            comma list of: ceilings, latency, steady, rss, ledger
+  BENCH_PYSPY           path to py-spy: profile the worker during the 0 ms run
+  BENCH_PROFILE_OUT     where py-spy writes collapsed stacks; default /tmp/invoice-sync-profile.txt
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import ceilings, ledger
+from bench.pipeline import (
+    APP_ID,
+    APP_SECRET,
+    PARTITIONS,
+    Profile,
+    Services,
+    feed,
+    run_backlog,
+    run_steady,
+    say,
+)
+from bench.report import Results, ratios_line, render
+from streams.local.processes import set_parent_death_signal
+from streams.local.stack import local_stack
+from streams.sandbox.faults import Faults
+from streams.sandbox.server import SandboxServer
+from streams.settings import Settings
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+async def bench(data_dir: Path) -> Results:
+    scale = _env_float("BENCH_SCALE", 1.0)
+    ledger_rows = int(_env_float("BENCH_LEDGER_ROWS", 5_000_000))
+    steady_seconds = _env_float("BENCH_STEADY_SECONDS", 30.0)
+    skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
+    py_spy = os.environ.get("BENCH_PYSPY")
+    profile = None
+    if py_spy:
+        out = Path(os.environ.get("BENCH_PROFILE_OUT", "/tmp/invoice-sync-profile.txt"))
+        profile = Profile(py_spy, out)
+
+    def n(base: int) -> int:
+        return max(500, round(base * scale))
+
+    concurrency = Settings().platform_concurrency
+    run_id = int(time.time()) % 10**6 * 100  # distinct invoice numbers per scenario
+    results = Results(scale=scale, stack="embedded")
+    say(f"starting the embedded stack in {data_dir}")
+    async with local_stack(data_dir, prefer_containers=False) as stack:
+        services = Services(stack.bootstrap, stack.database_url, data_dir)
+        results.stack = stack.kind
+        if "ceilings" not in skip:
+            say(f"ceiling: raw Kafka loop over {n(50_000):,} messages")
+            results.kafka = await ceilings.kafka_ceiling(
+                stack.bootstrap, feed(n(50_000), run_id + 1), partitions=PARTITIONS
+            )
+            say(f"  {results.kafka.rate:,.0f} msg/s")
+            say(f"ceiling: {n(20_000):,} signed POSTs at concurrency {concurrency}")
+            async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
+                results.http = await ceilings.http_ceiling(
+                    sandbox.url, APP_ID, APP_SECRET, count=n(20_000),
+                    concurrency=concurrency, run_id=run_id + 2,
+                )  # fmt: skip
+                stored = sandbox.store.stored_count()
+            say(f"  {results.http.rate:,.0f} req/s ({stored:,} stored by the sandbox)")
+            say(f"ceiling: {n(4_000):,} signed POSTs at concurrency {concurrency}, 50 ms latency")
+            faults = Faults(latency_ms=50)
+            async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=faults) as sandbox:
+                results.http_50ms = await ceilings.http_ceiling(
+                    sandbox.url, APP_ID, APP_SECRET, count=n(4_000),
+                    concurrency=concurrency, run_id=run_id + 7,
+                )  # fmt: skip
+            say(f"  {results.http_50ms.rate:,.0f} req/s")
+        if "ledger" not in skip or "ceilings" not in skip:
+            bench_db = await ledger.prepare(stack.database_url)
+        if "ceilings" not in skip:
+            say(f"ceiling: batched INSERT of {n(50_000):,} rows")
+            results.postgres = await ceilings.postgres_ceiling(bench_db, rows=n(50_000))
+            say(f"  {results.postgres.rate:,.0f} rows/s")
+
+        results.at_0ms = await run_backlog(
+            services, label="0ms", count=n(100_000), latency_ms=0, run_id=run_id + 3,
+            profile=profile,
+        )  # fmt: skip
+        if "steady" not in skip:
+            results.steady = await run_steady(
+                services, rate=max(1.0, results.at_0ms.rate / 2), seconds=steady_seconds,
+                run_id=run_id + 4,
+            )  # fmt: skip
+        if "latency" not in skip:
+            results.at_50ms = await run_backlog(
+                services, label="50ms", count=n(50_000), latency_ms=50, run_id=run_id + 5
+            )
+        if "rss" not in skip:
+            results.rss_small = await run_backlog(
+                services, label="rss-small", count=n(10_000), latency_ms=0, run_id=run_id + 6
+            )
+        if "ledger" not in skip:
+            say(f"ledger: COPY {ledger_rows:,} rows into {ledger.DATABASE}")
+            fill_s, index_s = await ledger.fill(bench_db, ledger_rows)
+            say(f"  copied in {fill_s:.0f}s, indexes in {index_s:.0f}s; timing lookups")
+            results.ledger = ledger.LedgerResult(
+                ledger_rows, fill_s, index_s, await ledger.lookups(bench_db, ledger_rows)
+            )
+    if scale != 1.0:
+        results.notes.append(
+            f"BENCH_SCALE={scale:g}: backlogs are {n(100_000):,} / {n(50_000):,} / "
+            f"{n(10_000):,} instead of 100k / 50k / 10k (RSS ratio compares those two)."
+        )
+    if ledger_rows != 5_000_000:
+        results.notes.append(f"BENCH_LEDGER_ROWS={ledger_rows:,} instead of 5,000,000.")
+    return results
+
+
+async def main() -> int:
+    # If make or the terminal goes away we get SIGTERM and still stop PostgreSQL.
+    set_parent_death_signal(signal.SIGTERM)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    data_dir = Path(tempfile.mkdtemp(prefix="invoice-sync-bench-"))
+    began = time.monotonic()
+    try:
+        results = await bench(data_dir)
+    except BaseException:
+        say(f"failed; logs kept in {data_dir / 'logs'}")
+        raise
+    shutil.rmtree(data_dir, ignore_errors=True)
+    say(f"done in {time.monotonic() - began:.0f}s")
+    print(render(results))
+    print(ratios_line(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(asyncio.run(main()))
+    except asyncio.CancelledError:
+        sys.exit(130)

@@ -1,0 +1,304 @@
+"""The pipeline end to end: a real worker process, the in-process sandbox, Tansu, PostgreSQL.
+
+Each scenario gets its own topic prefix and consumer group, its own sandbox and a
+fresh worker process; the broker and the database are shared. "Confirmed" is the
+``invoices.confirmed`` record's timestamp (taken by the worker's producer); "issued"
+is when the bench handed the record to its producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.ceilings import publish
+from bench.procstat import RssSampler, cpu_seconds, memory_kb
+from streams.demo.feed import FeedItem, generate
+from streams.kafka.topics import ensure_topics
+from streams.local.processes import free_port
+from streams.local.worker import WorkerProcess
+from streams.sandbox.faults import Faults
+from streams.sandbox.server import SandboxServer
+from streams.validation.today import beijing_today
+
+APP_ID, APP_SECRET = "bench-app", "bench-secret"
+PARTITIONS = 4  # the worker's default INVOICE_SYNC_TOPIC_PARTITIONS
+
+
+def say(message: str) -> None:
+    """Progress goes to stderr; stdout holds only the table and the RATIOS line."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def feed(count: int, run_id: int) -> list[FeedItem]:
+    """``count`` valid, distinct blue invoices (every one should end confirmed)."""
+    return list(generate(count, today=beijing_today(), run_id=run_id, invalid_fraction=0,
+                         red_fraction=0, resend_fraction=0))  # fmt: skip
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    database_url: str
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Run py-spy against the worker once it is ready (``BENCH_PYSPY``)."""
+
+    py_spy: str
+    output: Path
+    duration: int = 20
+
+
+@dataclass(frozen=True)
+class RunResult:
+    label: str
+    platform_latency_ms: float
+    invoices: int
+    confirmed: int
+    failed: int
+    seconds: float
+    cpu_ms_per_invoice: float
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.confirmed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.confirmed == self.invoices
+
+
+@dataclass(frozen=True)
+class SteadyResult:
+    offered_rate: float
+    seconds: float
+    invoices: int
+    confirmed: int
+    measured: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_ms_per_invoice: float
+
+
+class Outcomes:
+    """Follows confirmed/failed/DLQ from the start: first confirmation time of each key."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.confirmed_topic = f"{prefix}invoices.confirmed"
+        self._consumer = AIOKafkaConsumer(
+            self.confirmed_topic, f"{prefix}invoices.failed", f"{prefix}invoices.dlq",
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False, fetch_max_wait_ms=50,
+        )  # fmt: skip
+        self.confirmed_at: dict[bytes, float] = {}
+        self.failed = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                if tp.topic != self.confirmed_topic:
+                    self.failed += len(messages)
+                    continue
+                for m in messages:
+                    self.confirmed_at.setdefault(m.key or b"", m.timestamp / 1000)
+            if batches:
+                self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float, label: str) -> bool:
+        """Until ``count`` invoices are settled (confirmed or failed); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        next_note = loop.time() + 10
+        while len(self.confirmed_at) + self.failed < count:
+            if loop.time() > deadline:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 1.0)
+            if loop.time() >= next_note:
+                say(f"  {label}: {len(self.confirmed_at):,}/{count:,} confirmed")
+                next_note = loop.time() + 10
+        return True
+
+
+@asynccontextmanager
+async def _running(
+    services: Services, label: str, latency_ms: float
+) -> AsyncIterator[tuple[str, Outcomes, WorkerProcess, SandboxServer]]:
+    """Topics and a sandbox for one scenario; the worker is started by the caller."""
+    prefix = f"bench-{label}-{uuid.uuid4().hex[:6]}."
+    topics = [f"{prefix}invoices.{name}" for name in ("issued", "confirmed", "failed", "dlq")]
+    await ensure_topics(services.bootstrap, topics, partitions=PARTITIONS, replication=1)
+    outcomes = Outcomes(services.bootstrap, prefix)
+    await outcomes.start()
+    try:
+        faults = Faults(latency_ms=latency_ms)
+        async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=faults) as sandbox:
+            env = {
+                "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
+                "INVOICE_SYNC_DATABASE_URL": services.database_url,
+                "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
+                "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
+                "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
+                "INVOICE_SYNC_TOPIC_PREFIX": prefix,
+                "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
+                "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
+                "INVOICE_SYNC_DATA_DIR": str(services.data_dir / "worker"),
+                "INVOICE_SYNC_LOG_LEVEL": "INFO",
+            }
+            log = services.data_dir / "logs" / f"worker-{label}.log"
+            worker = WorkerProcess(env, http_port=free_port(), log_path=log)
+            try:
+                yield topics[0], outcomes, worker, sandbox
+            finally:
+                await worker.stop()
+    finally:
+        await outcomes.stop()
+
+
+async def run_backlog(
+    services: Services,
+    *,
+    label: str,
+    count: int,
+    latency_ms: float,
+    run_id: int,
+    profile: Profile | None = None,
+) -> RunResult:
+    """Publish ``count`` invoices, then start the worker and time it to the last one."""
+    items = feed(count, run_id)
+    async with _running(services, label, latency_ms) as (issued, outcomes, worker, _):
+        say(f"{label}: publishing a backlog of {count:,} invoices")
+        sent_at = await publish(services.bootstrap, issued, items)
+        say(f"{label}: starting the worker (sandbox latency {latency_ms:.0f} ms)")
+        await worker.start()
+        ready = time.time()
+        assert worker.pid is not None
+        pid = worker.pid
+        cpu0 = cpu_seconds(pid)
+        sampler = RssSampler(pid)
+        sampler.start()
+        spy = await _start_profile(profile, pid)
+        done = await outcomes.wait_for(count, timeout=120 + count / 50, label=label)
+        cpu = cpu_seconds(pid) - cpu0
+        await sampler.stop()
+        peak_kb = max(sampler.peak_kb, memory_kb(pid).get("VmHWM", 0))
+        if spy is not None:
+            await spy.wait()
+        if not done:
+            say(f"{label}: TIMED OUT; see {services.data_dir / 'logs'}")
+        times = outcomes.confirmed_at
+        first = min(min(times.values(), default=ready), ready)
+        last = max(times.values(), default=ready)
+        latencies = [(times[k] - sent_at[k]) * 1000 for k in times if k in sent_at]
+        result = RunResult(
+            label=label, platform_latency_ms=latency_ms, invoices=count,
+            confirmed=len(times), failed=outcomes.failed, seconds=last - first,
+            cpu_ms_per_invoice=cpu * 1000 / max(1, len(times)),
+            p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
+            peak_rss_mb=peak_kb / 1024,
+        )  # fmt: skip
+        say(f"{label}: {result.confirmed:,} confirmed in {result.seconds:.1f}s "
+            f"= {result.rate:,.0f}/s, {result.cpu_ms_per_invoice:.2f} ms CPU each, "
+            f"peak RSS {result.peak_rss_mb:.0f} MB")  # fmt: skip
+        return result
+
+
+async def _start_profile(profile: Profile | None, pid: int) -> asyncio.subprocess.Process | None:
+    if profile is None:
+        return None
+    say(f"  py-spy record for {profile.duration}s -> {profile.output}")
+    return await asyncio.create_subprocess_exec(
+        profile.py_spy, "record", "--pid", str(pid), "--duration", str(profile.duration),
+        "--rate", "100", "--format", "raw", "-o", str(profile.output),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def run_steady(
+    services: Services, *, rate: float, seconds: float, run_id: int, warmup: float = 2.0
+) -> SteadyResult:
+    """Offer ``rate`` invoices/s for ``seconds`` to an idle worker; latency of each."""
+    count = max(1, round(rate * seconds))
+    items = feed(count, run_id)
+    async with _running(services, "steady", 0.0) as (issued, outcomes, worker, _):
+        await worker.start()
+        assert worker.pid is not None
+        await asyncio.sleep(1.0)
+        say(f"steady: offering {rate:,.0f} invoices/s for {seconds:.0f}s")
+        cpu0 = cpu_seconds(worker.pid)
+        sent_at: dict[bytes, float] = {}
+        producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all",
+                                    linger_ms=0)  # fmt: skip
+        await producer.start()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            wall0 = time.time()
+            pending = []
+            sent = 0
+            while sent < count:
+                due = min(count, int((loop.time() - started) * rate) + 1)
+                while sent < due:
+                    item = items[sent]
+                    sent_at[item.key] = time.time()
+                    pending.append(await producer.send(issued, item.value, key=item.key))
+                    sent += 1
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+        await outcomes.wait_for(count, timeout=120, label="steady")
+        cpu = cpu_seconds(worker.pid) - cpu0
+        times = outcomes.confirmed_at
+        latencies = [
+            (times[k] - sent_at[k]) * 1000
+            for k in times
+            if k in sent_at and sent_at[k] >= wall0 + warmup
+        ]
+        result = SteadyResult(
+            offered_rate=rate, seconds=seconds, invoices=count, confirmed=len(times),
+            measured=len(latencies), p50_ms=percentile(latencies, 50),
+            p99_ms=percentile(latencies, 99), max_ms=max(latencies, default=math.nan),
+            cpu_ms_per_invoice=cpu * 1000 / max(1, len(times)),
+        )  # fmt: skip
+        say(f"steady: p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms")
+        return result

@@ -1,0 +1,57 @@
+"""What the kernel says about a process: CPU seconds and resident memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        # The command name may hold spaces; fields after it start past the last ')'.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak RSS) in kB from ``/proc/<pid>/status``."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(rest.split()[0])
+    return found
+
+
+class RssSampler:
+    """Samples ``VmRSS`` every ``interval`` seconds; ``peak_kb`` is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._sample()
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError):
+            self.peak_kb = max(self.peak_kb, memory_kb(self.pid).get("VmRSS", 0))
+
+    async def _run(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,150 @@
+"""One table and the RATIOS line (the last line, for scripts that track it)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+from bench.ceilings import Ceiling
+from bench.ledger import LedgerResult
+from bench.pipeline import RunResult, SteadyResult
+
+
+@dataclass
+class Results:
+    scale: float
+    stack: str
+    kafka: Ceiling | None = None
+    http: Ceiling | None = None
+    http_50ms: Ceiling | None = None
+    postgres: Ceiling | None = None
+    at_0ms: RunResult | None = None
+    at_50ms: RunResult | None = None
+    steady: SteadyResult | None = None
+    rss_small: RunResult | None = None
+    ledger: LedgerResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _ratio(a: float | None, b: float | None) -> float:
+    if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
+
+def ratios(r: Results) -> dict[str, float]:
+    rate0 = r.at_0ms.rate if r.at_0ms else None
+    return {
+        "http": _ratio(rate0, r.http.rate if r.http else None),
+        "kafka": _ratio(rate0, r.kafka.rate if r.kafka else None),
+        "latency": _ratio(r.at_50ms.rate if r.at_50ms else None, rate0),
+        "rss": _ratio(
+            r.at_0ms.peak_rss_mb if r.at_0ms else None,
+            r.rss_small.peak_rss_mb if r.rss_small else None,
+        ),
+        "p99_ms": r.steady.p99_ms if r.steady else math.nan,
+    }
+
+
+def ratios_line(r: Results) -> str:
+    v = ratios(r)
+    return (f"RATIOS http={v['http']:.2f} kafka={v['kafka']:.2f} latency={v['latency']:.2f} "
+            f"rss={v['rss']:.2f} p99_ms={v['p99_ms']:.0f}")  # fmt: skip
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _run_rows(label: str, run: RunResult) -> list[tuple[str, str, str]]:
+    incomplete = "" if run.complete else f" (INCOMPLETE: {run.failed} failed / timed out)"
+    return [
+        (label, f"{run.rate:,.0f} invoices/s",
+         f"{run.confirmed:,}/{run.invoices:,} confirmed in {run.seconds:.1f}s{incomplete}"),
+        ("  worker CPU per invoice", f"{run.cpu_ms_per_invoice:.2f} ms", ""),
+        ("  issued→confirmed p50 / p99", f"{run.p50_ms:,.0f} / {run.p99_ms:,.0f} ms",
+         "backlog: mostly time queued"),
+        ("  worker peak RSS", f"{run.peak_rss_mb:.0f} MB", ""),
+    ]  # fmt: skip
+
+
+def render(r: Results) -> str:
+    rows: list[tuple[str, str, str]] = []
+    if r.kafka:
+        rows.append(("ceiling: raw aiokafka consume→produce", f"{r.kafka.rate:,.0f} msg/s",
+                     f"{r.kafka.count:,} msgs, 4 partitions, commit per batch"))  # fmt: skip
+    if r.http:
+        rows.append(
+            (
+                "ceiling: signed POST loop, concurrency 32",
+                f"{r.http.rate:,.0f} req/s",
+                f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each",
+            )
+        )
+    if r.http_50ms:
+        rows.append(
+            (
+                "ceiling: same loop, sandbox at 50 ms",
+                f"{r.http_50ms.rate:,.0f} req/s",
+                "Little's law: concurrency ÷ latency = 32 ÷ 0.05 s = 640/s",
+            )
+        )
+    if r.postgres:
+        rows.append(("ceiling: asyncpg batched INSERT (500/tx)", f"{r.postgres.rate:,.0f} rows/s",
+                     f"{r.postgres.count:,} rows with 1 KB payload"))  # fmt: skip
+    if r.at_0ms:
+        rows += _run_rows(f"pipeline, sandbox 0 ms, backlog {r.at_0ms.invoices:,}", r.at_0ms)
+    if r.at_50ms:
+        rows += _run_rows(f"pipeline, sandbox 50 ms, backlog {r.at_50ms.invoices:,}", r.at_50ms)
+    if r.steady:
+        s = r.steady
+        rows.append(
+            (
+                f"steady load {s.offered_rate:,.0f}/s (½ max), sandbox 0 ms",
+                f"p99 {s.p99_ms:,.0f} ms",
+                f"p50 {s.p50_ms:,.0f} ms, max {s.max_ms:,.0f} ms over {s.measured:,} "
+                f"invoices after 2 s warm-up; {s.cpu_ms_per_invoice:.2f} ms CPU each",
+            )
+        )
+    if r.rss_small and r.at_0ms:
+        rows.append((f"worker peak RSS, backlog {r.rss_small.invoices:,}",
+                     f"{r.rss_small.peak_rss_mb:.0f} MB",
+                     f"{r.rss_small.rate:,.0f} invoices/s on this backlog"))  # fmt: skip
+        rows.append((f"worker peak RSS, backlog {r.at_0ms.invoices:,}",
+                     f"{r.at_0ms.peak_rss_mb:.0f} MB", "the 0 ms run above"))  # fmt: skip
+    if r.ledger:
+        rows.append(
+            (
+                f"ledger: COPY {r.ledger.rows:,} rows",
+                f"{r.ledger.fill_seconds:.0f} s",
+                f"+ {r.ledger.index_seconds:.0f} s building the migration's indexes",
+            )
+        )
+        for lookup in r.ledger.lookups:
+            timing = f"p50 {lookup.p50_ms:.2f} / p99 {lookup.p99_ms:.2f} ms"
+            rows.append((f"  {lookup.name}", timing, lookup.plan))
+    v = ratios(r)
+    targets = [
+        ("pipeline ÷ HTTP ceiling ≥ 0.5", f"{v['http']:.2f}", _met(v["http"] >= 0.5)),
+        ("pipeline@50ms ÷ pipeline@0ms ≥ 0.9", f"{v['latency']:.2f}", _met(v["latency"] >= 0.9)),
+        ("p99 at half load ≤ 200 ms", f"{v['p99_ms']:.0f} ms", _met(v["p99_ms"] <= 200)),
+        ("RSS@100k ÷ RSS@10k ≤ 1.2", f"{v['rss']:.2f}", _met(v["rss"] <= 1.2)),
+        ("pipeline ÷ raw Kafka (no target)", f"{v['kafka']:.2f}", ""),
+    ]
+    if r.ledger:
+        slowest = max(lookup.p99_ms for lookup in r.ledger.lookups)
+        bound = all(lookup.index_bound for lookup in r.ledger.lookups)
+        targets.append(("ledger lookups < 5 ms, index-bound", f"p99 ≤ {slowest:.2f} ms",
+                        _met(slowest < 5 and bound)))  # fmt: skip
+    rows.append(("", "", ""))
+    rows += [(f"target: {name}", value, verdict) for name, value, verdict in targets]
+
+    w0 = max(len(a) for a, _, _ in rows)
+    w1 = max(len(b) for _, b, _ in rows)
+    header = (f"invoice-sync bench — {r.stack} stack, {os.cpu_count()} CPUs, "
+              f"BENCH_SCALE={r.scale:g}")  # fmt: skip
+    lines = [header, "=" * len(header)]
+    lines += [f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows]
+    lines += r.notes
+    return "\n".join(lines)
