@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(default_factory=_default_worker_id)
     batch_size: int = Field(500, ge=1, description="events taken per processing batch")
     batch_window: float = Field(0.05, gt=0, description="seconds to wait filling a batch")
-    platform_concurrency: int = Field(32, ge=1, description="concurrent platform requests")
+    platform_concurrency: int = Field(
+        128, ge=1, description="concurrent platform requests (hides platform latency)"
+    )
     platform_timeout: float = Field(10.0, gt=0, description="seconds per platform request")
     retry_max_attempts: int = Field(8, ge=1, description="POSTs before RETRIES_EXHAUSTED")
     retry_base_delay: float = Field(0.2, gt=0, description="first backoff, seconds")

@@ -29,6 +29,10 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4 * 1024 * 1024),
+        # Read ahead a couple of batches, not thousands of events: memory stays a fixed
+        # multiple of the batch size however deep the backlog (RSS target in bench/).
+        broker_max_poll_records=settings.batch_size,
+        stream_buffer_maxsize=2 * settings.batch_size,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         # On shutdown, finish the batch in hand but not faust's whole read-ahead buffer:
@@ -50,6 +54,18 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         log.info("consuming %d partitions of %s", len(mine), settings.issued_topic)
 
     app.on_partitions_assigned.connect(on_assigned)
+
+    async def report_lag() -> None:
+        # The high-water mark from fetch responses, not ListOffsets: right on Tansu too.
+        for tp in app.consumer.assignment():
+            if tp.topic != settings.issued_topic:
+                continue
+            highwater = app.consumer.highwater(tp)
+            position = await app.consumer.position(tp)
+            if highwater is not None and highwater >= 0 and position is not None:
+                runtime.metrics.consumer_lag(tp.partition, max(0, highwater - position))
+
+    app.timer(interval=15.0)(report_lag)
 
     @app.agent(issued)
     async def process(stream: Any) -> None:
