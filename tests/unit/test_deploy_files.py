@@ -96,3 +96,23 @@ def test_kustomize_renders() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "kind: Deployment" in done.stdout
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                 check=False).returncode == 0:  # fmt: skip
+        return [docker, "compose"]
+    return None
+
+
+def test_compose_file_validates() -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    compose_file = str(DEPLOY.parent / "docker-compose.yml")
+    result = subprocess.run([*command, "-f", compose_file, "config", "-q"],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
