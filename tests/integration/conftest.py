@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka.topics import ensure_topics
+from streams.ledger.records import InvoiceKey
 from streams.ledger.store import Ledger
 from streams.local.processes import free_port
 from streams.local.stack import local_stack
@@ -52,6 +53,19 @@ async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
     data_dir = tmp_path_factory.mktemp("stack")
     async with local_stack(data_dir, prefer_containers=True) as stack:
         yield Services(stack.bootstrap, stack.database_url, data_dir)
+
+
+@pytest.fixture(scope="module")
+async def ledger(services: Services) -> AsyncIterator[Ledger]:
+    """The session database's ledger, migrated."""
+    async with Ledger(services.database_url, worker_id="test") as ledger:
+        await ledger.migrate()
+        yield ledger
+
+
+def fresh_invoice_key() -> InvoiceKey:
+    """A key no other test uses: the session database is shared."""
+    return InvoiceKey("91110000600037341L", f"2611{uuid.uuid4().int % 10**16:016d}")
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -16,19 +14,9 @@ from streams.ledger.states import State
 from streams.ledger.store import Ledger
 
 from .conftest import Services
+from .conftest import fresh_invoice_key as _key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def ledger(services: Services) -> AsyncIterator[Ledger]:
-    async with Ledger(services.database_url, worker_id="test") as ledger:
-        await ledger.migrate()
-        yield ledger
-
-
-def _key() -> InvoiceKey:
-    return InvoiceKey("91110000600037341L", f"2611{uuid.uuid4().int % 10**16:016d}")
 
 
 def _record(key: InvoiceKey, state: State, **kw: object) -> InvoiceRecord:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -21,19 +20,9 @@ from streams.security.crypto import PayloadCipher, new_key
 from streams.security.tokens import TokenStore, allows
 
 from .conftest import PAYLOAD_KEY, Services
+from .conftest import fresh_invoice_key as _key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def ledger(services: Services) -> AsyncIterator[Ledger]:
-    async with Ledger(services.database_url, worker_id="test") as ledger:
-        await ledger.migrate()
-        yield ledger
-
-
-def _key() -> InvoiceKey:
-    return InvoiceKey("91110000600037341L", f"2611{uuid.uuid4().int % 10**16:016d}")
 
 
 async def test_token_lifecycle(ledger: Ledger) -> None:

@@ -27,6 +27,8 @@ from streams.sandbox.faults import Faults, MaintenanceWindow
 from streams.sandbox.server import SandboxServer
 from streams.validation.taxid import make_tax_id
 
+from .invoice_samples import blue_invoice
+
 APPS = {"app-a": "secret-a", "app-b": "secret-b"}
 SELLER = "91110000600037341L"
 BUYER = make_tax_id("91310000MA1FL0000")
@@ -92,33 +94,12 @@ class Client:
 
 
 def invoice(number: str = "26112000000000012345", **changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "invoice_number": number,
-        "kind": "blue",
-        "invoice_type": "general",
-        "issue_date": "2026-11-20",
-        "seller": {"tax_id": SELLER, "name": "北京某某科技有限公司"},
-        "buyer": {"tax_id": BUYER, "name": "上海某某有限公司", "natural_person": False},
-        "lines": [
-            {
-                "line_no": 1,
-                "item_name": "*信息技术服务*软件维护",
-                "tax_code": "3040201000000000000",
-                "quantity": "1",
-                "unit": "次",
-                "unit_price": "1000.00",
-                "amount": "1000.00",
-                "tax_rate": "0.06",
-                "tax_amount": "60.00",
-            }
-        ],
-        "total_amount": "1000.00",
-        "total_tax": "60.00",
-        "total_with_tax": "1060.00",
-        "currency": "CNY",
-        "original_invoice_number": None,
-        "remarks": None,
-    }
+    base = blue_invoice()
+    base.update(
+        invoice_number=number,
+        seller={"tax_id": SELLER, "name": "北京某某科技有限公司"},
+        buyer={"tax_id": BUYER, "name": "上海某某有限公司", "natural_person": False},
+    )
     base.update(changes)
     return base
 
