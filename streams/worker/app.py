@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import faust
@@ -70,6 +70,8 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
     @app.agent(issued)
     async def process(stream: Any) -> None:
         await runtime.ready.wait()
+        intake = runtime.intake
+        assert intake is not None
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             records = [
                 RawRecord(
@@ -82,36 +84,18 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
                 )
                 for e in events
             ]
-            await _process_to_completion(runtime, records)
+            # faust acks a taken batch when this loop body ends; the extra reference
+            # holds the offsets back until the batch is really done (``Intake``).
+            for e in events:
+                e.message.incref()
+            await intake.admit(records, partial(_ack, list(events)))
 
     return app
 
 
-async def _process_to_completion(runtime: Runtime, records: list[RawRecord]) -> None:
-    """Process a batch; only return when it is fully done.
-
-    faust acks a taken batch when the loop body ends, however it ends, so an
-    exception or a cancellation here would commit offsets of invoices never
-    handled. Instead: a shutdown waits for the batch (drain), and an unexpected
-    error retries it, which the ledger and the platform's duplicate check make safe.
-    """
-    processor = runtime.processor
-    assert processor is not None
-    delay = 1.0
-    while True:
-        task = asyncio.ensure_future(processor.process(records))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            log.info("stopping: finishing the batch in flight (%d records)", len(records))
-            await task
-            raise
-        except Exception:
-            log.exception("batch of %d records failed unexpectedly; retrying it", len(records))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        return
+def _ack(events: list[Any]) -> None:
+    for event in events:
+        event.ack()
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:

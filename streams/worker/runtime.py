@@ -25,6 +25,7 @@ from streams.processor.crashpoints import CrashPoints
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
+from streams.processor.intake import Intake
 from streams.processor.messages import Messages, Topics
 from streams.processor.pipeline import Processor
 from streams.processor.receipts import ReceiptPoller
@@ -59,6 +60,7 @@ class Runtime(Service):
         # aiokafka clients must be created inside the running loop.
         self.producer: AIOKafkaProducer | None = None
         self.processor: Processor | None = None
+        self.intake: Intake | None = None
         self.api: ApiServer | None = None
         self.poller: ReceiptPoller | None = None
         self.breaker: CircuitBreaker | None = None
@@ -110,6 +112,7 @@ class Runtime(Service):
             crash=crash,
             metrics=self.metrics,
         )
+        self.intake = Intake(self.processor.process, depth=s.pipeline_depth)
         self.poller = ReceiptPoller(
             ledger=self.ledger,
             platform=self.platform,
@@ -186,6 +189,8 @@ class Runtime(Service):
             await self.sleep(3600)
 
     async def on_stop(self) -> None:
+        if self.intake is not None:
+            await self.intake.drain(timeout=self.settings.platform_timeout * 2)
         if self.breaker is not None:
             await self.breaker.close()
         if self.api is not None:

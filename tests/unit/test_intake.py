@@ -1,0 +1,109 @@
+"""Overlapping batches: acks only when done, one invoice's batches in order, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from streams.processor.intake import Intake
+from streams.processor.records import RawRecord
+
+from .fakes import no_sleep
+
+
+def batch(*keys: str) -> list[RawRecord]:
+    return [RawRecord("t", 0, i, k.encode(), b"{}") for i, k in enumerate(keys)]
+
+
+class Gated:
+    """A processor whose batches finish only when the test opens their gate."""
+
+    def __init__(self) -> None:
+        self.gates: dict[bytes, asyncio.Event] = {}
+        self.started: list[list[bytes]] = []
+        self.failures = 0
+
+    def gate(self, key: str) -> asyncio.Event:
+        return self.gates.setdefault(key.encode(), asyncio.Event())
+
+    async def process(self, records: Sequence[RawRecord]) -> None:
+        keys = [r.key for r in records if r.key is not None]
+        self.started.append(keys)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        for key in keys:
+            await self.gates.setdefault(key, asyncio.Event()).wait()
+
+
+async def until(condition: object, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0)
+
+
+async def test_batches_of_different_invoices_overlap_and_ack_only_when_done() -> None:
+    gated = Gated()
+    intake = Intake(gated.process, depth=4)
+    acked: list[str] = []
+    await intake.admit(batch("a"), lambda: acked.append("a"))
+    await intake.admit(batch("b"), lambda: acked.append("b"))
+    await until(lambda: len(gated.started) == 2)  # b started while a still waits
+    assert acked == []
+    gated.gate("b").set()
+    await until(lambda: acked == ["b"])
+    gated.gate("a").set()
+    await until(lambda: acked == ["b", "a"])
+    assert intake.in_flight == 0
+
+
+async def test_a_batch_sharing_an_invoice_waits_for_the_earlier_one() -> None:
+    gated = Gated()
+    intake = Intake(gated.process, depth=4)
+    acked: list[str] = []
+    await intake.admit(batch("a", "x"), lambda: acked.append("first"))
+    second = asyncio.create_task(intake.admit(batch("x"), lambda: acked.append("second")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(gated.started) == 1 and not second.done()
+    gated.gate("x").set()
+    gated.gate("a").set()
+    await second
+    await until(lambda: acked == ["first", "second"])
+
+
+async def test_depth_bounds_the_batches_in_flight() -> None:
+    gated = Gated()
+    intake = Intake(gated.process, depth=2)
+    await intake.admit(batch("a"), lambda: None)
+    await intake.admit(batch("b"), lambda: None)
+    third = asyncio.create_task(intake.admit(batch("c"), lambda: None))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not third.done() and intake.in_flight == 2
+    gated.gate("a").set()
+    await third
+    assert intake.in_flight == 2
+
+
+async def test_an_unexpected_error_retries_the_batch_before_acking() -> None:
+    gated = Gated()
+    gated.failures = 2
+    gated.gate("a").set()
+    intake = Intake(gated.process, depth=1, sleep=no_sleep)
+    acked: list[str] = []
+    await intake.admit(batch("a"), lambda: acked.append("a"))
+    await until(lambda: acked == ["a"])
+    assert len(gated.started) == 3
+
+
+async def test_drain_cancels_what_does_not_finish_and_never_acks_it() -> None:
+    gated = Gated()
+    intake = Intake(gated.process, depth=2)
+    acked: list[str] = []
+    await intake.admit(batch("a"), lambda: acked.append("a"))
+    await intake.admit(batch("b"), lambda: acked.append("b"))
+    gated.gate("a").set()
+    await intake.drain(timeout=0.05)
+    assert acked == ["a"]
+    assert intake.in_flight == 0
