@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     platform_auth_retry_seconds: float = Field(
         30.0, gt=0, description="after a 401, seconds before trying the credentials again"
     )
+    sweep_interval_seconds: float = Field(
+        60.0, gt=0, description="seconds between the leader worker's stuck-invoice sweeps"
+    )
+    sweep_stuck_seconds: float = Field(
+        900.0, gt=0, description="non-final and unchanged this long: the sweeper re-drives it"
+    )
     breaker_threshold: int = Field(10, ge=1, description="transient failures in a row: open")
     breaker_probe_interval: float = Field(2.0, gt=0, description="seconds between probes")
     fault_crash_at: Literal["before_post", "after_post", "after_ledger", "before_commit"] | None = (

@@ -123,6 +123,11 @@ class Metrics:
             "0 after the platform answered 401, 1 otherwise.",
             registry=r,
         )
+        self._swept = Counter(
+            "invoice_sync_swept_invoices",
+            "Stuck invoices the leader worker's sweeper found and re-drove.",
+            registry=r,
+        )
         self._lag_partitions: set[int] = set()
         self._ledger_states: set[str] = set()
         # Series exist from the start: an alert on "== 0" or "open == 1" needs a
@@ -144,6 +149,9 @@ class Metrics:
 
     def dead_lettered(self, reason_code: str) -> None:
         self._dead_lettered.labels(reason_code).inc()
+
+    def swept(self, n: int) -> None:
+        self._swept.inc(n)
 
     def retried(self, reason: str) -> None:
         self._retried.labels(reason).inc()
