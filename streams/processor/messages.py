@@ -1,7 +1,13 @@
-"""The output messages for an outcome: a confirmation, or a failure plus its dead letter."""
+"""The output messages for an outcome: a confirmation, or a failure plus its dead letter.
+
+Each outcome is also the invoice's one INFO log line, with ``invoice_key``,
+``event_id`` and ``reason_code`` as fields (see :mod:`streams.observability.logs`),
+so ``grep '"invoice_key":"<key>"'`` follows an invoice across workers.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from streams.events.outputs import confirmed_event, encode, failed_event
@@ -10,6 +16,8 @@ from streams.observability.metrics import Metrics
 from streams.processor.ports import OutMessage
 from streams.processor.records import RawRecord
 from streams.retry.deadletter import H_REPLAYED_FROM, DeadLetter
+
+log = logging.getLogger(__name__)
 
 
 class Topics:
@@ -36,6 +44,18 @@ class Messages:
         assert record.accepted_at is not None
         if fresh and record.issued_at is not None:
             self._metrics.confirmed((datetime.now(UTC) - record.issued_at).total_seconds())
+        # ~2,000 of these a second: build nothing when INFO is off.
+        if log.isEnabledFor(logging.INFO):
+            if fresh:
+                message, code = "confirmed %s as %s", None
+            else:
+                message, code = "re-send of %s answered from the ledger: %s", "DUPLICATE_RESEND"
+            fields = {
+                "invoice_key": str(record.key),
+                "event_id": source_event_id,
+                "reason_code": code,
+            }
+            log.info(message, record.key, record.platform_ref, extra=fields)
         event = confirmed_event(
             invoice_number=record.key.invoice_number,
             seller_tax_id=record.key.seller_tax_id,
@@ -67,6 +87,15 @@ class Messages:
         self._metrics.dead_lettered(code)
         now = datetime.now(UTC)
         key, event_id = identity if identity is not None else (None, None)
+        if log.isEnabledFor(logging.INFO):
+            fields: dict[str, object] = {"reason_code": code}
+            if key is not None:
+                fields.update(invoice_key=str(key), event_id=event_id)
+            else:
+                # Nothing decoded: the record's position is what finds it.
+                fields.update(topic=raw.topic, partition=raw.partition, offset=raw.offset)
+            log.info("failed %s (%s): %s; dead-lettered to %s", key or "an undecodable record",
+                     code, reason, self.topics.dlq, extra=fields)  # fmt: skip
         failed = failed_event(
             invoice_number=None if key is None else key.invoice_number,
             seller_tax_id=None if key is None else key.seller_tax_id,
@@ -85,3 +114,9 @@ class Messages:
             OutMessage(self.topics.failed, raw.key, encode(failed)),
             OutMessage(self.topics.dlq, raw.key, raw.value, letter.headers()),
         ]
+
+    def parked(self, key: InvoiceKey, event_id: str | None, reason_code: str, detail: str) -> None:
+        """An invoice left in the ledger for later (``RETRY_LATER``, ``WAITING_FOR_ORIGINAL``):
+        no message goes out, but the log says where it stopped."""
+        fields = {"invoice_key": str(key), "event_id": event_id, "reason_code": reason_code}
+        log.info("parked %s (%s): %s", key, reason_code, detail, extra=fields)

@@ -175,6 +175,9 @@ class Processor:
             claims.append(Change(record, previous, event.event_id, reason, payload=event.raw.value))
             if ready:
                 submit.append((event, record))
+            else:
+                self._messages.parked(event.key, event.event_id, WAITING_FOR_ORIGINAL,
+                                      f"original {original} is not confirmed yet")  # fmt: skip
             return
         assert current is not None
         if action is Action.REEMIT:
@@ -294,14 +297,12 @@ class Processor:
                 next_attempt_at=result.retry_at,
                 error_message=result.last_error,
             )
-            return Change(
-                parked,
-                State.SUBMITTING,
-                event.event_id,
-                "RETRY_LATER",
-                f"next attempt at {result.retry_at.isoformat()}: {result.last_error}",
-            )
+            detail = f"next attempt at {result.retry_at.isoformat()}: {result.last_error}"
+            self._messages.parked(event.key, event.event_id, "RETRY_LATER", detail)
+            return Change(parked, State.SUBMITTING, event.event_id, "RETRY_LATER", detail)
         if isinstance(result, Parked):
+            self._messages.parked(event.key, event.event_id, WAITING_FOR_ORIGINAL,
+                                  "its original was not accepted in this batch")  # fmt: skip
             return Change(replace(record, state=State.RECEIVED), State.SUBMITTING,
                           event.event_id, WAITING_FOR_ORIGINAL)  # fmt: skip
         if isinstance(result, Undeliverable):

@@ -6,6 +6,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from streams.demo.feed import issued_event
+from streams.errors import PlatformInDoubtError, PlatformServerError
+from streams.ledger.records import InvoiceKey
 from streams.observability.logs import (
     Redactor,
     configure_logging,
@@ -14,7 +17,10 @@ from streams.observability.logs import (
     password_of,
     redact,
 )
+from streams.processor.records import RawRecord
 from streams.validation.taxid import make_tax_id
+
+from .test_pipeline import Harness
 
 BUYER_ID = make_tax_id("91110108MA01ABCD4")
 SELLER_ID = make_tax_id("91310115MA1K3XY42")
@@ -124,3 +130,80 @@ def test_redactor_filter_on_a_bare_record() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "key=%s", ("abc123",), None)
     assert Redactor(["abc123"]).filter(record)
     assert record.getMessage() == "key=***"
+
+
+def _lines(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def _of(lines: list[dict[str, object]], invoice: dict[str, object]) -> list[dict[str, object]]:
+    seller = invoice["seller"]
+    assert isinstance(seller, dict)
+    key = str(InvoiceKey(seller["tax_id"], str(invoice["invoice_number"])))
+    # What an operator does: grep '"invoice_key":"<key>"'.
+    return [line for line in lines if line.get("invoice_key") == key]
+
+
+async def test_one_grep_follows_each_invoice_through_its_outcome() -> None:
+    h = Harness(max_attempts=6, park_after=0.05)
+    ok, in_doubt, slow = h.invoice(1), h.invoice(2), h.invoice(3)
+    bad = h.invoice(4)
+    bad["total_amount"] = "1.00"  # totals that do not add up
+    h.platform.script[str(in_doubt["invoice_number"])] = [PlatformInDoubtError("timed out")]
+    h.platform.script[str(slow["invoice_number"])] = [PlatformServerError("502", status=502)] * 4
+    events = [issued_event(inv) for inv in (ok, in_doubt, slow, bad)]
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        await h.processor.process([h.record(event) for event in events])
+        lines = _lines(out)
+    [confirmed] = _of(lines, ok)
+    assert confirmed["event_id"] == events[0]["event_id"]
+    assert confirmed["reason_code"] is None
+    assert str(confirmed["message"]).startswith("confirmed ")
+    *_, settled = _of(lines, in_doubt)
+    assert str(settled["message"]).startswith("confirmed ")
+    [parked] = _of(lines, slow)
+    assert parked["reason_code"] == "RETRY_LATER"
+    assert parked["event_id"] == events[2]["event_id"]
+    failed = _of(lines, bad)
+    assert failed[-1]["reason_code"] == "VALIDATION"
+    assert "dead-lettered to dlq" in str(failed[-1]["message"])
+
+
+async def test_an_undecodable_record_is_found_by_its_position() -> None:
+    h = Harness()
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        await h.processor.process([h.record(b"not json", key=b"k")])
+        [*_, line] = _lines(out)
+    assert line["reason_code"] == "MALFORMED"
+    assert (line["topic"], line["partition"], line["offset"]) == ("invoices.issued", 0, 1)
+    assert "invoice_key" not in line
+
+
+def test_failure_log_masks_buyer_ids_but_keeps_the_key() -> None:
+    h = Harness()
+    key = InvoiceKey(SELLER_ID, "24110000")
+    raw = RawRecord("invoices.issued", 0, 7, str(key).encode(), b"{}")
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        h.processor._messages.failure(
+            raw, (key, "e-7"), "TAX_MISMATCH", f"buyer {BUYER_ID} unknown", "buyer.tax_id",
+            retryable=False, attempts=1, exception_class="PlatformRejectedError",
+        )  # fmt: skip
+        [line] = _lines(out)
+    assert line["invoice_key"] == f"{SELLER_ID}:24110000"
+    assert (line["event_id"], line["reason_code"]) == ("e-7", "TAX_MISMATCH")
+    assert BUYER_ID not in out.getvalue()
+
+
+async def test_outcomes_log_nothing_when_info_is_off() -> None:
+    h = Harness()
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("warning", True, stream=out)
+        await h.processor.process([h.record(issued_event(h.invoice(1)))])
+    assert out.getvalue() == ""
