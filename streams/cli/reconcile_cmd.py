@@ -128,16 +128,9 @@ def sweep(older_than: float, dry_run: bool, limit: int, seller_tax_id: str | Non
 
     async def _run() -> SweepResult:
         async with open_ledger(settings) as ledger:
-            result = await run_sweep(ledger, settings, older_than, dry_run=dry_run, limit=limit,
-                                     seller_tax_id=seller_tax_id)  # fmt: skip
-            if not dry_run and result.stuck:
-                await AuditLog(ledger).record(
-                    cli_actor(), "sweep", outcome="ok",
-                    detail={"stuck": len(result.stuck),
-                            "republished": len(result.republished.redriven),
-                            "receipts_settled": result.receipts_settled},
-                )  # fmt: skip
-            return result
+            return await run_sweep(ledger, settings, older_than, actor=cli_actor(),
+                                   dry_run=dry_run, limit=limit,
+                                   seller_tax_id=seller_tax_id)  # fmt: skip
 
     try:
         result = asyncio.run(_run())

@@ -20,6 +20,7 @@ from streams.platform.client import PlatformClient
 from streams.processor.messages import Messages, Topics
 from streams.processor.receipts import ReceiptPoller
 from streams.reconcile.repair import Redrive, republish
+from streams.security.audit import audited
 from streams.settings import Settings
 
 
@@ -54,16 +55,29 @@ async def sweep(
     settings: Settings,
     older_than_seconds: float,
     *,
+    actor: str,
     dry_run: bool = False,
     limit: int = 1000,
     seller_tax_id: str | None = None,
 ) -> SweepResult:
     """Find stuck invoices and, unless ``dry_run``, re-drive them: PENDING ones have
     their receipt polled once; RECEIVED and SUBMITTING ones have their stored payload
-    re-published to ``invoices.issued``."""
+    re-published to ``invoices.issued``. A sweep that re-drives anything is audited as
+    ``actor``, also when it fails midway; one that finds nothing leaves no row (the
+    worker sweeps every minute)."""
     result = SweepResult(await stuck_invoices(ledger, older_than_seconds, limit, seller_tax_id))
     if dry_run or not result.stuck:
         return result
+    async with audited(ledger, actor, "sweep", target=seller_tax_id) as audit:
+        audit.detail["stuck"] = len(result.stuck)
+        await _redrive(ledger, settings, result)
+        audit.detail.update(republished=result.republished.redriven,
+                            skipped=len(result.republished.skipped),
+                            receipts_settled=result.receipts_settled)  # fmt: skip
+    return result
+
+
+async def _redrive(ledger: Ledger, settings: Settings, result: SweepResult) -> None:
     pending = [r for r in result.stuck if r.state == State.PENDING and r.receipt_id]
     others = [r for r in result.stuck if r.state != State.PENDING]
     producer = clients.producer(settings)
@@ -85,4 +99,3 @@ async def sweep(
                 result.receipts_settled = await poller.poll_once(limit=len(pending))
     finally:
         await producer.stop()
-    return result

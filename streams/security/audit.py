@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from streams.errors import InvoiceSyncError
 from streams.ledger.store import Ledger
+
+log = logging.getLogger(__name__)
 
 
 def cli_actor() -> str:
     """The OS user behind a CLI command."""
     return f"cli:{getpass.getuser()}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for an audit outcome: our own message, else the exception's class and text."""
+    if isinstance(exc, InvoiceSyncError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass
+class Outcome:
+    """What an :func:`audited` block reports: set ``outcome`` and fill ``detail`` as it goes."""
+
+    outcome: str = "ok"
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,3 +95,27 @@ class AuditLog:
                        None if r["detail"] is None else orjson.loads(r["detail"]))
             for r in rows
         ]  # fmt: skip
+
+
+@asynccontextmanager
+async def audited(
+    ledger: Ledger, actor: str, action: str, *, target: str | None = None
+) -> AsyncIterator[Outcome]:
+    """Audit the mutation in the block, also when it fails midway (``failed: <reason>``).
+
+    When the audit row itself cannot be written after a failure (typically: the ledger
+    is the thing that failed), the original error is what the caller sees.
+    """
+    outcome = Outcome()
+    try:
+        yield outcome
+    except BaseException as exc:
+        outcome.outcome = f"failed: {failure_reason(exc)}"
+        try:
+            await AuditLog(ledger).record(actor, action, target=target, outcome=outcome.outcome,
+                                          detail=outcome.detail or None)  # fmt: skip
+        except (InvoiceSyncError, OSError) as audit_exc:
+            log.warning("could not audit failed %s by %s: %s", action, actor, audit_exc)
+        raise
+    await AuditLog(ledger).record(actor, action, target=target, outcome=outcome.outcome,
+                                  detail=outcome.detail or None)  # fmt: skip

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from streams.api.server import ROUTE_ROLES, ApiServer, build_api
@@ -29,10 +30,13 @@ from streams.processor.intake import Intake
 from streams.processor.messages import Messages, Topics
 from streams.processor.pipeline import Processor
 from streams.processor.receipts import ReceiptPoller
+from streams.reconcile.leader import LeaderLock
+from streams.reconcile.sweep import sweep
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
 from streams.retry.ratelimit import TokenBucket
 from streams.security.access import access_middleware
+from streams.security.audit import failure_reason
 from streams.security.crypto import cipher_from
 from streams.security.tokens import TokenStore
 from streams.settings import Settings
@@ -64,6 +68,7 @@ class Runtime(Service):
         self.api: ApiServer | None = None
         self.poller: ReceiptPoller | None = None
         self.breaker: CircuitBreaker | None = None
+        self.sweep_leader = LeaderLock(settings.database_url.get_secret_value())
 
     async def on_start(self) -> None:
         s = self.settings
@@ -173,6 +178,35 @@ class Runtime(Service):
             await self.sleep(15)
 
     @Service.task
+    async def _sweep(self) -> None:
+        # Leader-only: two workers sweeping at once would re-publish the same invoices.
+        await self.ready.wait()
+        s = self.settings
+        while not self.should_stop:
+            try:
+                if await self.sweep_leader.held():
+                    await self._sweep_once()
+            except (InvoiceSyncError, KafkaError, OSError) as exc:
+                # Audited as failed already; the next round tries again.
+                log.warning("sweep failed: %s", failure_reason(exc))
+            await self.sleep(s.sweep_interval_seconds)
+
+    async def _sweep_once(self) -> None:
+        s = self.settings
+        result = await sweep(self.ledger, s, s.sweep_stuck_seconds, actor=f"worker:{s.worker_id}")
+        if not result.stuck:
+            return
+        self.metrics.swept(len(result.stuck))
+        log.warning(
+            "sweep: %d invoices stuck over %.0fs (%s); re-published %d, polled %d receipts "
+            "(%d settled), skipped %d",
+            len(result.stuck), s.sweep_stuck_seconds,
+            ", ".join(f"{r.key} {r.state.value}" for r in result.stuck[:20]),
+            len(result.republished.redriven), result.receipts_polled, result.receipts_settled,
+            len(result.republished.skipped),
+        )  # fmt: skip
+
+    @Service.task
     async def _retention(self) -> None:
         days = self.settings.payload_retention_days
         if days is None:
@@ -198,4 +232,5 @@ class Runtime(Service):
         if self.producer is not None:
             await self.producer.stop()
         await self.platform.close()
+        await self.sweep_leader.release()
         await self.ledger.close()
