@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TAX_RATES = ("0.13", "0.09", "0.06", "0.05", "0.03", "0.01", "0")
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     kafka_idempotent: bool = Field(False, description="idempotent producer (not on Tansu)")
     consumer_group: str = Field("invoice-sync", description="consumer group / faust app id")
     kafka_session_timeout: float = Field(10.0, gt=0, description="seconds; group join ~half")
+    kafka_fetch_max_wait_ms: int = Field(
+        50, ge=1, le=10_000, description="longest a fetch waits for data (latency when idle)"
+    )
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger events are DLQ'd")
 
     # --- worker ----------------------------------------------------------------------
@@ -105,11 +108,13 @@ class Settings(BaseSettings):
     sweep_stuck_seconds: float = Field(
         900.0, gt=0, description="non-final and unchanged this long: the sweeper re-drives it"
     )
-    breaker_threshold: int = Field(10, ge=1, description="transient failures in a row: open")
-    breaker_probe_interval: float = Field(2.0, gt=0, description="seconds between probes")
-    fault_crash_at: Literal["before_post", "after_post", "after_ledger", "before_commit"] | None = (
-        Field(None, description="TESTS ONLY: SIGKILL the worker at this point")
+    breaker_threshold: int = Field(
+        5, ge=1, description="transient failures in a row: open (at most retry_max_attempts)"
     )
+    breaker_probe_interval: float = Field(2.0, gt=0, description="seconds between probes")
+    fault_crash_at: (
+        Literal["before_post", "during_post", "after_post", "after_ledger", "before_commit"] | None
+    ) = Field(None, description="TESTS ONLY: SIGKILL the worker at this point")
     fault_crash_after: int = Field(1, ge=1, description="TESTS ONLY: ...the Nth time it is reached")
     payload_key: SecretStr | None = Field(
         None, description="keyid:base64key[,...]: encrypt ledger payloads (first key seals)"
@@ -145,6 +150,17 @@ class Settings(BaseSettings):
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _check_breaker_within_budget(self) -> Settings:
+        # A breaker slower than the budget lets an outage exhaust invoices before it opens.
+        if self.breaker_threshold > self.retry_max_attempts:
+            raise ValueError(
+                f"breaker_threshold ({self.breaker_threshold}) must not exceed "
+                f"retry_max_attempts ({self.retry_max_attempts}): an outage would dead-letter "
+                "invoices before the circuit opens"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name: the prefix joined as-is to ``name``."""

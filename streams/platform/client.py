@@ -37,9 +37,8 @@ from streams.platform.results import (
     Payload,
     Processing,
     StoredInvoice,
-    date_or_none,
-    decimal_or_none,
     invoice_key_of,
+    key_figures,
     mark_sent,
 )
 from streams.platform.signing import sign
@@ -116,13 +115,18 @@ class PlatformClient:
         await self.close()
 
     async def submit(
-        self, invoice: Mapping[str, Any], body: bytes | None = None
+        self,
+        invoice: Mapping[str, Any],
+        body: bytes | None = None,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing:
-        """POST one invoice; ``body`` is its raw JSON, sent unchanged when given."""
+        """POST one invoice; ``body`` is its raw JSON, sent unchanged when given.
+        ``on_sent`` is called while the request is on the wire (fault injection)."""
         key = invoice_key_of(invoice)
         if body is None:
             body = orjson.dumps(dict(invoice))
-        answer = await self._call("POST", "/invoices", body=body, invoice_key=key)
+        answer = await self._call("POST", "/invoices", body=body, invoice_key=key, on_sent=on_sent)
         if answer.status == 201:
             return answer.json().accepted()
         if answer.status == 202:
@@ -214,6 +218,7 @@ class PlatformClient:
         body: bytes = b"",
         signed: bool = True,
         invoice_key: str | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Answer:
         """Send one request and raise for the answers every endpoint shares."""
         if self._session is None:
@@ -228,7 +233,7 @@ class PlatformClient:
             headers["Content-Type"] = "application/json"
         if signed:
             headers.update(self._auth_headers(method, path_qs, body))
-        attempt = Attempt()
+        attempt = Attempt(on_sent=on_sent)
         request = f"{method} {path_qs}"
         started = time.perf_counter()
         status = "error"
@@ -275,18 +280,12 @@ class PlatformClient:
 def _settle_duplicate(invoice: Mapping[str, Any], payload: Payload) -> Accepted:
     """A 409 confirms our invoice only if the stored one has the same key figures."""
     accepted = payload.accepted()
-    buyer = invoice.get("buyer")
-    # ``or None``: an empty buyer tax id and a missing one mean the same thing.
     echoed = {
         "total_with_tax": payload.money("total_with_tax"),
         "issue_date": payload.day("issue_date"),
         "buyer.tax_id": payload.optional_text("buyer_tax_id") or None,
     }
-    submitted = {
-        "total_with_tax": decimal_or_none(invoice.get("total_with_tax")),
-        "issue_date": date_or_none(invoice.get("issue_date")),
-        "buyer.tax_id": (buyer.get("tax_id") if isinstance(buyer, Mapping) else None) or None,
-    }
+    submitted = key_figures(invoice)
     differ = [name for name in echoed if echoed[name] != submitted[name]]
     if not differ:
         return accepted

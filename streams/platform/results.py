@@ -8,8 +8,9 @@ never stored.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -75,6 +76,8 @@ class Attempt:
     """Per-request trace state: whether the request went onto a live connection."""
 
     sent: bool = False
+    #: called once the request is on the wire and its answer not yet read
+    on_sent: Callable[[], None] | None = None
 
 
 async def mark_sent(
@@ -89,6 +92,10 @@ async def mark_sent(
     attempt = context.trace_request_ctx
     if isinstance(attempt, Attempt):
         attempt.sent = True
+        if attempt.on_sent is not None:
+            # The headers are only buffered now; call_soon runs once the request task
+            # next waits, which is after the body is written, for the answer.
+            asyncio.get_running_loop().call_soon(attempt.on_sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +282,18 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def key_figures(invoice: Mapping[str, Any]) -> dict[str, object]:
+    """What tells our invoice from another stored under its number: what the 409 echo
+    carries, so a 409 and a GET after an in-doubt POST judge the same way."""
+    buyer = invoice.get("buyer")
+    return {
+        "total_with_tax": decimal_or_none(invoice.get("total_with_tax")),
+        "issue_date": date_or_none(invoice.get("issue_date")),
+        # ``or None``: an empty buyer tax id and a missing one mean the same thing.
+        "buyer.tax_id": (buyer.get("tax_id") if isinstance(buyer, Mapping) else None) or None,
+    }
 
 
 def invoice_key_of(invoice: Mapping[str, Any]) -> str | None:

@@ -12,9 +12,12 @@ from typing import Literal
 
 log = logging.getLogger(__name__)
 
-CrashPoint = Literal["before_post", "after_post", "after_ledger", "before_commit"]
+#: ``during_post`` fires while the POST is on the wire: its body written, its answer
+#: not yet read, so the platform may well store an invoice the worker never hears of.
+CrashPoint = Literal["before_post", "during_post", "after_post", "after_ledger", "before_commit"]
 CRASH_POINTS: tuple[CrashPoint, ...] = (
     "before_post",
+    "during_post",
     "after_post",
     "after_ledger",
     "before_commit",

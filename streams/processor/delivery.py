@@ -12,18 +12,20 @@ from streams.errors import (
     PlatformAuthError,
     PlatformError,
     PlatformInDoubtError,
+    PlatformMaintenanceError,
     PlatformRateLimitedError,
     PlatformRejectedError,
     PlatformUnavailableError,
 )
 from streams.observability.metrics import Metrics
-from streams.platform.results import Accepted, Processing
+from streams.platform.results import Accepted, Processing, StoredInvoice, key_figures
 from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.health import Health
 from streams.processor.ports import PlatformPort
 from streams.processor.records import IssuedEvent
 from streams.retry.backoff import Backoff
-from streams.retry.circuit import CircuitBreaker, CircuitState
+from streams.retry.circuit import CircuitBreaker
+from streams.retry.gate import Gate
 from streams.retry.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,12 @@ class Deliverer:
     A 401 is a configuration error, not the invoice's fault: every invoice would
     fail the same way, so we hold the invoice (and thereby the partition) and say so
     loudly until the credentials work again, rather than dead-letter everything.
+
+    Only failures of the invoice's own use its retry budget: not 429s (pacing), not
+    503s (maintenance opens the circuit) and not failures while the circuit is open.
+    Before giving up, the platform is asked whether it holds the invoice after all
+    (an in-doubt POST may have been stored); if it cannot say, the invoice is parked,
+    never failed.
     """
 
     def __init__(
@@ -84,8 +92,7 @@ class Deliverer:
         self._backoff = backoff
         self._health = health
         self._limit = asyncio.Semaphore(concurrency)
-        self._breaker = breaker
-        self._bucket = bucket or TokenBucket(0)
+        self._gate = Gate(breaker, bucket)
         self._crash = crash
         self._auth_retry_seconds = auth_retry_seconds
         self._park_after = park_after
@@ -95,24 +102,25 @@ class Deliverer:
 
     async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
         """One POST, through the breaker and the rate limit; errors come back as values."""
-        async with self._limit:
-            if self._breaker is not None:
-                await self._breaker.admit()
-            await self._bucket.acquire()
+
+        async def post() -> Accepted | Processing:
             self._crash.reached("before_post")
-            try:
-                result: Accepted | Processing | PlatformError = await self._platform.submit(
-                    event.invoice, event.body
-                )
-            except PlatformError as exc:
-                result = exc
-            if self._breaker is not None:
-                if not isinstance(result, PlatformUnavailableError):
-                    self._breaker.success()  # any real answer means the platform is up
-                elif not isinstance(result, PlatformRateLimitedError):
-                    self._breaker.failure()
+            return await self._platform.submit(event.invoice, event.body, on_sent=self._on_wire)
+
+        async with self._limit:
+            result = await self._gate.call(post)
             self._crash.reached("after_post")
             return result
+
+    def _on_wire(self) -> None:
+        self._crash.reached("during_post")
+
+    async def _lookup(self, event: IssuedEvent) -> StoredInvoice | PlatformError | None:
+        async with self._limit:
+            key = event.key
+            return await self._gate.call(
+                lambda: self._platform.get_invoice(key.seller_tax_id, key.invoice_number)
+            )
 
     async def deliver(
         self, event: IssuedEvent, posts: int = 0, failures: int = 0
@@ -131,6 +139,7 @@ class Deliverer:
     ) -> Delivered | Undeliverable | Deferred:
         first_failure: datetime | None = None
         waited = 0.0
+        in_doubt = False
         while True:
             result = await self._attempt(event)
             if isinstance(result, PlatformAuthError):
@@ -157,17 +166,19 @@ class Deliverer:
             if not isinstance(result, PlatformUnavailableError):
                 return Undeliverable(result.reason_code, result.message, None, False, posts,
                                      type(result).__name__, first_failure)  # fmt: skip
-            closed = self._breaker is None or self._breaker.state == CircuitState.CLOSED
-            if not isinstance(result, PlatformRateLimitedError) and closed:
-                # A 429 is pacing, not failure; and failures of an outage (the breaker
-                # opened) are the platform's, not this invoice's: neither uses the budget.
+            closed = self._gate.closed
+            if closed and not isinstance(
+                result, PlatformRateLimitedError | PlatformMaintenanceError
+            ):
+                # A 429 is pacing, a 503 is maintenance (it opened the circuit), and
+                # failures while the circuit is open are the platform's: none of them
+                # uses this invoice's budget.
                 failures += 1
-            if self._backoff.exhausted(failures):
-                return Undeliverable(
-                    "RETRIES_EXHAUSTED", f"gave up after {posts} POSTs; last: {result.message}",
-                    None, True, posts, type(result).__name__, first_failure,
-                )  # fmt: skip
+            in_doubt = in_doubt or isinstance(result, PlatformInDoubtError)
             delay = self._backoff.delay(failures or 1, result.retry_after)
+            if self._backoff.exhausted(failures):
+                return await self._give_up(event, result, posts, failures, first_failure,
+                                           in_doubt, delay)  # fmt: skip
             if waited + delay > self._park_after and closed:
                 retry_at = datetime.now(UTC) + timedelta(seconds=delay)
                 log.info("%s: %s; parked until %s", event.key, result.message, retry_at)
@@ -177,3 +188,39 @@ class Deliverer:
             level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
             log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay)
             await self._sleep(delay)
+
+    async def _give_up(
+        self, event: IssuedEvent, last: PlatformUnavailableError, posts: int, failures: int,
+        first_failure: datetime, in_doubt: bool, delay: float,
+    ) -> Delivered | Undeliverable | Deferred:  # fmt: skip
+        """Out of retries: fail only what the platform says it does not hold.
+
+        Any failed POST may have been stored (an in-doubt one quite likely, and that
+        memory does not survive a park or a crash), so the platform is always asked.
+        """
+        found = await self._lookup(event)
+        if isinstance(found, PlatformError):
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            log.warning(
+                "%s: out of retries%s, and the platform cannot say whether it holds it (%s); "
+                "parked until %s, not failed", event.key, " after an in-doubt POST" * in_doubt,
+                found.message, retry_at,
+            )  # fmt: skip
+            return Deferred(posts, failures, retry_at, found.message)
+        if found is not None:
+            mine, theirs = key_figures(event.invoice), key_figures(found.invoice)
+            differ = [name for name in mine if mine[name] != theirs[name]]
+            if differ:
+                return Undeliverable(
+                    "DUPLICATE_CONFLICT",
+                    f"the platform already stores a different invoice under this number "
+                    f"({found.platform_ref}): {', '.join(differ)} differ",
+                    differ[0], False, posts, "DuplicateConflict", first_failure,
+                )  # fmt: skip
+            log.info("%s: out of retries, but the platform holds it (%s): confirmed",
+                     event.key, found.platform_ref)  # fmt: skip
+            return Delivered(Accepted(found.platform_ref, found.accepted_at), posts)
+        return Undeliverable(
+            "RETRIES_EXHAUSTED", f"gave up after {posts} POSTs; last: {last.message}",
+            None, True, posts, type(last).__name__, first_failure,
+        )  # fmt: skip

@@ -7,12 +7,12 @@ tests substitute fakes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
-from streams.platform.results import Accepted, Processing
+from streams.platform.results import Accepted, Processing, StoredInvoice
 
 
 class LedgerPort(Protocol):
@@ -25,10 +25,18 @@ class LedgerPort(Protocol):
 
 class PlatformPort(Protocol):
     async def submit(
-        self, invoice: Mapping[str, Any], body: bytes | None = None
+        self,
+        invoice: Mapping[str, Any],
+        body: bytes | None = None,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing: ...
 
     async def receipt(self, receipt_id: str) -> Accepted | Processing: ...
+
+    async def get_invoice(
+        self, seller_tax_id: str, invoice_number: str
+    ) -> StoredInvoice | None: ...
 
 
 @dataclass(frozen=True, slots=True)

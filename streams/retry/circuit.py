@@ -1,11 +1,14 @@
 """A circuit breaker for the platform: stop hammering it while it is down.
 
 Closed: requests flow. After ``threshold`` consecutive transient failures
-(5xx, timeouts, 503) it opens: every delivery waits instead of failing, so an
-outage dead-letters nothing and the backlog stays in Kafka. While open, a probe
-of the unauthenticated health endpoint runs every ``probe_interval``; when it
-answers ok the breaker half-opens and lets one request through, whose success
-closes it (its failure opens it again).
+(5xx, timeouts) it opens, and a 503 maintenance answer opens it at once (the
+contract's 503 row): every delivery waits instead of failing, so an outage
+dead-letters nothing and the backlog stays in Kafka. While open, a probe of the
+unauthenticated health endpoint runs every ``probe_interval``; when it answers ok
+the breaker half-opens and lets one request through. Any answer from the platform
+to that trial (a 429 included: the platform is up, only busy) closes it; a
+failure opens it again. Every admitted request must end in ``success``,
+``failure``, ``trip`` or ``release``, or a half-open breaker admits nothing more.
 """
 
 from __future__ import annotations
@@ -64,20 +67,32 @@ class CircuitBreaker:
         self._trial_in_flight = False
 
     def failure(self) -> None:
-        """A transient failure (5xx, timeout, 503). Rate limiting (429) is not one."""
+        """A transient failure (5xx, timeout). Rate limiting (429) is not one."""
         self._failures += 1
         if self.state == CircuitState.HALF_OPEN or (
             self.state == CircuitState.CLOSED and self._failures >= self._threshold
         ):
-            log.error(
-                "platform failing (%d in a row): circuit open, deliveries wait; probing "
-                "/api/v1/health every %.1fs", self._failures, self._probe_interval,
-            )  # fmt: skip
-            self._set(CircuitState.OPEN)
-            self._passable.clear()
-            if self._prober is None or self._prober.done():
-                self._prober = asyncio.create_task(self._probe_until_healthy())
+            self._open(f"platform failing ({self._failures} in a row)")
         self._trial_in_flight = False
+
+    def trip(self) -> None:
+        """The platform said it is down (503 maintenance): open now, not after a run."""
+        self._failures += 1
+        if self.state != CircuitState.OPEN:
+            self._open("platform in maintenance (503)")
+        self._trial_in_flight = False
+
+    def release(self) -> None:
+        """An admitted request ended without any answer (cancelled): free the trial."""
+        self._trial_in_flight = False
+
+    def _open(self, why: str) -> None:
+        log.error("%s: circuit open, deliveries wait; probing /api/v1/health every %.1fs",
+                  why, self._probe_interval)  # fmt: skip
+        self._set(CircuitState.OPEN)
+        self._passable.clear()
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_healthy())
 
     async def close(self) -> None:
         if self._prober is not None:

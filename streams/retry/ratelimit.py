@@ -1,5 +1,6 @@
 """A token bucket: keep a worker under the platform's request quota, so a month-end
-burst is paced instead of answered 429."""
+burst is paced instead of answered 429; and when a 429 comes anyway, every request
+of the worker waits out its Retry-After, not only the one that got it."""
 
 from __future__ import annotations
 
@@ -25,9 +26,17 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
+        self._paused_until = clock()
         self._lock = asyncio.Lock()
 
+    def pause(self, seconds: float) -> None:
+        """The platform said Retry-After: hold every request for ``seconds``, even with
+        no rate configured, because the quota is the app id's, shared by all requests."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
     async def acquire(self) -> None:
+        while (paused := self._paused_until - self._clock()) > 0:
+            await self._sleep(paused)
         if self._rate <= 0:
             return
         # One waiter at a time keeps the order fair and the arithmetic simple.

@@ -12,13 +12,15 @@ from streams.kafka.security import faust_credentials
 from streams.processor.records import RawRecord
 from streams.settings import Settings
 from streams.worker.runtime import Runtime
+from streams.worker.transport import WorkerApp
 
 log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, runtime: Runtime) -> faust.App:
-    app = faust.App(
+    app = WorkerApp(
         settings.consumer_group,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         # Values stay raw bytes: we decode once with orjson, and dead letters need the
         # original bytes untouched.
@@ -42,6 +44,9 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         broker_credentials=faust_credentials(settings),
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
+        # We use no leader-only timers, and the leader topic faust would create has no
+        # prefix: on a cluster where we may not create topics it would stop the worker.
+        topic_disable_leader=True,
     )
     issued = app.topic(settings.issued_topic, key_type=bytes, value_type=bytes)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from streams.errors import LedgerUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import check_transition
-from streams.platform.results import Accepted, Processing
+from streams.platform.results import Accepted, Processing, StoredInvoice
 from streams.processor.ports import OutMessage
 
 Answer = Accepted | Processing | Exception
@@ -53,29 +53,56 @@ class FakeLedger:
 
 
 class FakePlatform:
-    """Answers each invoice number from a script; the default is a plain 201."""
+    """Answers each invoice number from a script; the default is a plain 201.
+
+    ``stored`` is what the platform holds, by invoice number: a 201 stores, and a
+    test stores by hand what an in-doubt POST stored before the connection dropped.
+    """
 
     def __init__(self) -> None:
         self.script: dict[str, list[Answer]] = {}
         self.posts: list[str] = []
         self.receipts: dict[str, list[Answer]] = {}
+        self.stored: dict[str, StoredInvoice] = {}
+        #: errors the GET of an invoice number answers, in turn, before the truth
+        self.lookup_errors: dict[str, list[Exception]] = {}
+        self.lookups: list[str] = []
 
     async def submit(
-        self, invoice: Mapping[str, Any], body: bytes | None = None
+        self,
+        invoice: Mapping[str, Any],
+        body: bytes | None = None,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing:
         number = str(invoice["invoice_number"])
         self.posts.append(number)
+        if on_sent is not None:
+            on_sent()
         answers = self.script.get(number)
         answer: Answer = answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
         if isinstance(answer, Exception):
             raise answer
+        if isinstance(answer, Accepted):
+            self.store(invoice, answer.platform_ref)
         return answer
+
+    def store(self, invoice: Mapping[str, Any], platform_ref: str) -> None:
+        number = str(invoice["invoice_number"])
+        self.stored[number] = StoredInvoice(platform_ref, datetime.now(UTC), dict(invoice))
 
     async def receipt(self, receipt_id: str) -> Accepted | Processing:
         answer = self.receipts[receipt_id].pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    async def get_invoice(self, seller_tax_id: str, invoice_number: str) -> StoredInvoice | None:
+        self.lookups.append(invoice_number)
+        errors = self.lookup_errors.get(invoice_number)
+        if errors:
+            raise errors.pop(0)
+        return self.stored.get(invoice_number)
 
 
 class FakeOutput:

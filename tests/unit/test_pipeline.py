@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,9 @@ from streams.demo.feed import issued_event, make_invoice
 from streams.errors import (
     PlatformAuthError,
     PlatformInDoubtError,
+    PlatformMaintenanceError,
+    PlatformProtocolError,
+    PlatformRateLimitedError,
     PlatformRejectedError,
     PlatformServerError,
 )
@@ -28,6 +32,7 @@ from streams.processor.messages import Messages, Topics
 from streams.processor.pipeline import Processor, waves
 from streams.processor.records import RawRecord
 from streams.retry.backoff import Backoff
+from streams.retry.circuit import CircuitBreaker, CircuitState
 from streams.validation.rules import DomainRules
 
 from .fakes import FakeLedger, FakeOutput, FakePlatform, no_sleep
@@ -37,7 +42,12 @@ TOPICS = Topics("invoices.issued", "confirmed", "failed", "dlq")
 
 
 class Harness:
-    def __init__(self, max_attempts: int = 4, park_after: float = float("inf")) -> None:
+    def __init__(
+        self,
+        max_attempts: int = 4,
+        park_after: float = float("inf"),
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.ledger = FakeLedger()
         self.platform = FakePlatform()
         self.output = FakeOutput()
@@ -46,7 +56,7 @@ class Harness:
         self.rng = random.Random(1)
         deliverer = Deliverer(
             self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
-            concurrency=8, sleep=no_sleep, park_after=park_after,
+            concurrency=8, sleep=no_sleep, park_after=park_after, breaker=breaker,
         )  # fmt: skip
         self.processor = Processor(
             ledger=self.ledger, deliverer=deliverer, output=self.output,
@@ -372,3 +382,98 @@ async def test_a_replayed_record_that_fails_again_names_its_dlq_origin() -> None
     await h.processor.process([replayed])
     [letter] = h.output.on("dlq")
     assert dict(letter.headers)["replayed_from_dlq_offset"] == b"2:17"
+
+
+async def _healthy() -> bool:
+    return True
+
+
+async def test_a_429_to_the_half_open_trial_does_not_lock_the_breaker() -> None:
+    breaker = CircuitBreaker(_healthy, threshold=1, probe_interval=0.001)
+    h = Harness(breaker=breaker)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [
+        PlatformMaintenanceError("503", status=503),
+        PlatformRateLimitedError("429", status=429),  # the half-open trial's answer
+    ]
+    try:
+        async with asyncio.timeout(2):
+            await h.processor.process([h.record(issued_event(inv))])
+    finally:
+        await breaker.close()
+    assert h.state(inv) == State.CONFIRMED
+    assert breaker.state == CircuitState.CLOSED
+
+
+async def test_an_outage_longer_than_the_budget_dead_letters_nothing() -> None:
+    h = Harness(max_attempts=3)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformMaintenanceError("503", status=503)] * 6
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+    assert h.output.on("dlq") == []
+
+
+async def test_maintenance_opens_the_circuit_and_does_not_use_the_budget() -> None:
+    breaker = CircuitBreaker(_healthy, threshold=3, probe_interval=0.001)
+    h = Harness(max_attempts=3, breaker=breaker)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformMaintenanceError("503", status=503)]
+    states: list[CircuitState] = []
+    breaker._on_change = states.append
+    try:
+        await h.processor.process([h.record(issued_event(inv))])
+    finally:
+        await breaker.close()
+    # The first 503 opened it (the threshold is for 5xx runs); the probe let the retry go.
+    assert states == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.CLOSED]
+    assert h.state(inv) == State.CONFIRMED
+
+
+async def test_in_doubt_invoice_out_of_retries_is_confirmed_if_the_platform_holds_it() -> None:
+    h = Harness(max_attempts=2)
+    inv = h.invoice(1)
+    number = inv["invoice_number"]
+    h.platform.script[number] = [PlatformInDoubtError("timed out")] * 2
+    h.platform.store(inv, "REF-STORED")  # the first POST was stored before the timeout
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.CONFIRMED
+    [confirmed] = decoded(h.output.on("confirmed"))
+    assert confirmed["platform_ref"] == "REF-STORED"
+    assert h.output.on("failed") == [] and h.platform.lookups == [number]
+
+
+async def test_in_doubt_invoice_is_parked_not_failed_when_the_platform_cannot_say() -> None:
+    h = Harness(max_attempts=2)
+    inv = h.invoice(1)
+    number = inv["invoice_number"]
+    h.platform.script[number] = [PlatformInDoubtError("timed out")] * 3
+    h.platform.lookup_errors[number] = [PlatformInDoubtError("GET timed out")]
+    await h.processor.process([h.record(issued_event(inv))])
+    key = InvoiceKey(inv["seller"]["tax_id"], number)
+    parked = h.ledger.rows[key]
+    assert parked.state == State.SUBMITTING and parked.next_attempt_at is not None
+    assert h.output.on("failed") == [] and h.output.on("dlq") == []
+    await h.processor.resume([(parked, h.ledger.payloads[key])])
+    [failed] = decoded(h.output.on("failed"))  # now the platform says it has nothing
+    assert failed["reason_code"] == "RETRIES_EXHAUSTED"
+
+
+async def test_in_doubt_invoice_stored_with_other_content_is_a_conflict() -> None:
+    h = Harness(max_attempts=1)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformInDoubtError("timed out")]
+    h.platform.store({**inv, "total_with_tax": "1.00"}, "REF-OTHER")
+    await h.processor.process([h.record(issued_event(inv))])
+    [failed] = decoded(h.output.on("failed"))
+    assert (failed["reason_code"], failed["field"]) == ("DUPLICATE_CONFLICT", "total_with_tax")
+
+
+async def test_protocol_error_on_the_lookup_parks_too() -> None:
+    h = Harness(max_attempts=1)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformInDoubtError("timed out")]
+    h.platform.lookup_errors[inv["invoice_number"]] = [PlatformProtocolError("garbled")]
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(inv) == State.SUBMITTING
+    assert h.output.on("failed") == []

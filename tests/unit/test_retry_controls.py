@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+from pydantic import ValidationError
+
+from streams.errors import PlatformMaintenanceError, PlatformRateLimitedError
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
+from streams.retry.gate import Gate
 from streams.retry.ratelimit import TokenBucket
+from streams.settings import Settings
 
 
 def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
@@ -94,3 +100,91 @@ async def test_unlimited_bucket_never_waits() -> None:
     bucket = TokenBucket(0)
     for _ in range(1000):
         await bucket.acquire()
+
+
+async def test_a_429_to_the_half_open_trial_closes_the_breaker_instead_of_locking_it() -> None:
+    async def probe() -> bool:
+        return True
+
+    breaker = CircuitBreaker(probe, threshold=5, probe_interval=0.01)
+    gate = Gate(breaker, TokenBucket(0))
+    try:
+        breaker.trip()
+
+        async def busy() -> None:
+            raise PlatformRateLimitedError("429", status=429)
+
+        answer = await asyncio.wait_for(gate.call(busy), 1.0)
+        assert isinstance(answer, PlatformRateLimitedError)
+        assert breaker.state == CircuitState.CLOSED, "the platform answered: it is up"
+        await asyncio.wait_for(breaker.admit(), 1.0)
+    finally:
+        await breaker.close()
+
+
+async def test_a_cancelled_trial_frees_the_half_open_breaker() -> None:
+    async def probe() -> bool:
+        return True
+
+    breaker = CircuitBreaker(probe, threshold=5, probe_interval=0.01)
+    gate = Gate(breaker, TokenBucket(0))
+    started, hang = asyncio.Event(), asyncio.Event()
+    try:
+        breaker.trip()
+
+        async def never() -> None:
+            started.set()
+            await hang.wait()
+
+        trial = asyncio.create_task(gate.call(never))
+        await asyncio.wait_for(started.wait(), 1.0)  # admitted as the half-open trial
+        trial.cancel()
+        await asyncio.gather(trial, return_exceptions=True)
+        await asyncio.wait_for(breaker.admit(), 1.0)
+    finally:
+        await breaker.close()
+
+
+async def test_maintenance_opens_the_breaker_at_once() -> None:
+    async def probe() -> bool:
+        return False
+
+    breaker = CircuitBreaker(probe, threshold=5, probe_interval=1)
+    gate = Gate(breaker, None)
+    try:
+
+        async def maintenance() -> None:
+            raise PlatformMaintenanceError("503", status=503)
+
+        await gate.call(maintenance)
+        assert breaker.state == CircuitState.OPEN
+        assert not gate.closed
+    finally:
+        await breaker.close()
+
+
+async def test_a_429_pauses_every_request_of_the_worker_for_retry_after() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(0, clock=lambda: now[0], sleep=sleep)
+    gate = Gate(None, bucket)
+
+    async def limited() -> None:
+        raise PlatformRateLimitedError("429", status=429, retry_after=2.0)
+
+    await gate.call(limited)
+    await bucket.acquire()  # any other request, not only the invoice that got the 429
+    assert slept == [2.0]
+    await bucket.acquire()
+    assert slept == [2.0], "the pause ends with Retry-After"
+
+
+def test_settings_refuse_a_breaker_slower_than_the_retry_budget() -> None:
+    with pytest.raises(ValidationError, match="breaker_threshold"):
+        Settings(breaker_threshold=9, retry_max_attempts=8)
+    assert Settings().breaker_threshold <= Settings().retry_max_attempts
