@@ -73,3 +73,20 @@ class Change:
     payload: bytes | None = None
     #: history only: the row itself stays as it is (e.g. a conflict on a confirmed invoice)
     history_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StateSummary:
+    """The whole ledger at a glance, for the gauges (``Ledger.state_summary``)."""
+
+    #: RECEIVED, SUBMITTING and PENDING, exact (0 when none)
+    unfinished: dict[str, int]
+    #: CONFIRMED and FAILED, exact; None when not counted this time (it takes a full scan)
+    final: dict[str, int] | None
+    #: RECEIVED (red-letter invoices waiting for their original) plus SUBMITTING ones
+    #: in backoff until a next attempt still in the future
+    parked: int
+    #: since the longest-waiting SUBMITTING or PENDING invoice entered its state (0: none)
+    oldest_unfinished_seconds: float
+    #: the same for RECEIVED: waiting for an original is not the SLO's business
+    oldest_waiting_seconds: float

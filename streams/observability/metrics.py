@@ -5,14 +5,15 @@ several workers in one process each count for themselves. Metric names carry
 their unit (``_seconds``, ``_total``); ``deploy/prometheus/alerts.yml`` and
 ``deploy/grafana/invoice-sync.json`` use these names, so rename them together.
 
-Ledger counts come from the shared database, so every worker exports the same
-numbers: aggregate them with ``max``, not ``sum``. Lag and in-flight counts are
-per worker and do sum.
+Ledger counts, parked invoices and ages come from the shared database, so every
+worker exports the same numbers: aggregate them with ``max``, not ``sum``. Lag and
+in-flight counts are per worker and do sum. CONFIRMED and FAILED counts take a full
+scan of the ledger, so they are refreshed rarely (see ``Runtime._ledger_gauges``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from streams.ledger.records import StateSummary
 
 __all__ = ["CIRCUIT_STATES", "LATENCY_BUCKETS", "Metrics"]
 
@@ -93,7 +96,8 @@ class Metrics:
         )
         self._parked = Gauge(
             "invoice_sync_parked_invoices",
-            "Invoices waiting in the ledger (red-letter awaiting original, or resumable).",
+            "Invoices parked in the ledger: red-letter ones awaiting their original, and "
+            "ones in backoff until a later attempt (whole ledger; aggregate with max).",
             registry=r,
         )
         self._lag = Gauge(
@@ -109,13 +113,21 @@ class Metrics:
         )
         self._ledger = Gauge(
             "invoice_sync_ledger_invoices",
-            "Invoices in the ledger by state (whole ledger; aggregate with max).",
+            "Invoices in the ledger by state (whole ledger; aggregate with max). Unfinished "
+            "states are exact; CONFIRMED and FAILED are refreshed every few minutes.",
             ["state"],
             registry=r,
         )
         self._oldest_unfinished = Gauge(
             "invoice_sync_ledger_oldest_unfinished_seconds",
-            "Age of the oldest invoice not yet confirmed or failed (0 when none).",
+            "Longest time an invoice has been SUBMITTING or PENDING, since it entered "
+            "that state (0 when none).",
+            registry=r,
+        )
+        self._oldest_waiting = Gauge(
+            "invoice_sync_ledger_oldest_waiting_for_original_seconds",
+            "Longest time a red-letter invoice has waited for its original (RECEIVED; "
+            "0 when none).",
             registry=r,
         )
         self._credentials_ok = Gauge(
@@ -129,7 +141,6 @@ class Metrics:
             registry=r,
         )
         self._lag_partitions: set[int] = set()
-        self._ledger_states: set[str] = set()
         # Series exist from the start: an alert on "== 0" or "open == 1" needs a
         # value before the first event rather than an absent series.
         self.circuit_state("closed")
@@ -171,9 +182,6 @@ class Metrics:
     def inflight(self, n: int) -> None:
         self._inflight.set(n)
 
-    def parked(self, n: int) -> None:
-        self._parked.set(n)
-
     def consumer_lag(self, partition: int, lag: int) -> None:
         self._lag.labels(str(partition)).set(max(0, lag))
         self._lag_partitions.add(partition)
@@ -188,17 +196,14 @@ class Metrics:
             self._lag.remove(str(gone))
         self._lag_partitions &= set(partitions)
 
-    def ledger_counts(
-        self, counts: Mapping[str, int], oldest_unfinished_seconds: float | None = None
-    ) -> None:
-        # A state that emptied out must read 0, not keep its last count.
-        for state in self._ledger_states - counts.keys():
-            self._ledger.labels(state).set(0)
-        for state, n in counts.items():
+    def ledger_summary(self, summary: StateSummary) -> None:
+        """Every field is set each time, so a gauge never keeps a stale value; the final
+        states only when the summary counted them."""
+        for state, n in {**summary.unfinished, **(summary.final or {})}.items():
             self._ledger.labels(state).set(n)
-        self._ledger_states |= counts.keys()
-        if oldest_unfinished_seconds is not None:
-            self._oldest_unfinished.set(max(0.0, oldest_unfinished_seconds))
+        self._parked.set(summary.parked)
+        self._oldest_unfinished.set(max(0.0, summary.oldest_unfinished_seconds))
+        self._oldest_waiting.set(max(0.0, summary.oldest_waiting_seconds))
 
     def credentials_ok(self, ok: bool) -> None:
         self._credentials_ok.set(1 if ok else 0)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from streams.ledger.records import StateSummary
 from streams.observability.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -26,7 +27,7 @@ def exported_names() -> set[str]:
     m.retried("X")
     m.platform_request("/p", "200", 0.1)
     m.consumer_lag(0, 1)
-    m.ledger_counts({"CONFIRMED": 1})
+    m.ledger_summary(StateSummary({"PENDING": 1}, {"CONFIRMED": 1}, 0, 0.0, 0.0))
     body, _ = m.render()
     return set(re.findall(r"^(invoice_sync_[a-z_]+)", body.decode(), re.MULTILINE))
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.ledger.records import StateSummary
 from streams.observability.metrics import Metrics
 
 
@@ -100,18 +103,35 @@ def test_lag_of_revoked_partitions_is_dropped() -> None:
     assert value(m, "invoice_sync_assigned_partitions") == 2
 
 
-def test_ledger_state_that_empties_reads_zero() -> None:
+def _summary(final: dict[str, int] | None = None, **kw: Any) -> StateSummary:
+    fields: dict[str, Any] = {
+        "unfinished": {"RECEIVED": 0, "SUBMITTING": 0, "PENDING": 0}, "final": final,
+        "parked": 0, "oldest_unfinished_seconds": 0.0, "oldest_waiting_seconds": 0.0,
+    }  # fmt: skip
+    return StateSummary(**(fields | kw))
+
+
+def test_ledger_gauges_fall_to_zero_when_the_ledger_empties() -> None:
     m = Metrics()
-    m.ledger_counts({"CONFIRMED": 7, "PENDING": 2}, oldest_unfinished_seconds=12.5)
-    m.ledger_counts({"CONFIRMED": 9})
+    m.ledger_summary(_summary(
+        {"CONFIRMED": 7, "FAILED": 1}, unfinished={"RECEIVED": 1, "SUBMITTING": 3, "PENDING": 2},
+        parked=2, oldest_unfinished_seconds=400.0, oldest_waiting_seconds=90.0,
+    ))  # fmt: skip
+    assert value(m, "invoice_sync_ledger_invoices", state="PENDING") == 2
+    assert value(m, "invoice_sync_parked_invoices") == 2
+    assert value(m, "invoice_sync_ledger_oldest_unfinished_seconds") == 400
+    assert value(m, "invoice_sync_ledger_oldest_waiting_for_original_seconds") == 90
+    m.ledger_summary(_summary())  # all finished; final states not counted this round
     assert value(m, "invoice_sync_ledger_invoices", state="PENDING") == 0
-    assert value(m, "invoice_sync_ledger_invoices", state="CONFIRMED") == 9
-    assert value(m, "invoice_sync_ledger_oldest_unfinished_seconds") == 12.5
+    assert value(m, "invoice_sync_parked_invoices") == 0
+    # the SLO alert must stop firing once nothing is unfinished
+    assert value(m, "invoice_sync_ledger_oldest_unfinished_seconds") == 0
+    assert value(m, "invoice_sync_ledger_oldest_waiting_for_original_seconds") == 0
+    # kept from the last full count rather than dropped to 0
+    assert value(m, "invoice_sync_ledger_invoices", state="CONFIRMED") == 7
 
 
-def test_inflight_and_parked_gauges() -> None:
+def test_inflight_gauge() -> None:
     m = Metrics()
     m.inflight(4)
-    m.parked(2)
     assert value(m, "invoice_sync_inflight_invoices") == 4
-    assert value(m, "invoice_sync_parked_invoices") == 2
