@@ -30,6 +30,18 @@ async def prepare(settings: Settings) -> None:
     )
 
 
+def log_secrets(settings: Settings) -> list[str]:
+    """Every configured secret value, for the log redactor to replace with ``***``."""
+    secrets = [settings.platform_app_secret.get_secret_value()]
+    password = password_of(settings.database_url.get_secret_value())
+    if password:
+        secrets.append(password)
+    for secret in (settings.payload_key, settings.kafka_sasl_password):
+        if secret is not None:
+            secrets.append(secret.get_secret_value())
+    return secrets
+
+
 class _Worker(faust.Worker):
     """faust's worker with our logging: JSON lines (or human lines on a terminal), buyer
     data masked, and the configured secrets never printed."""
@@ -42,13 +54,7 @@ class _Worker(faust.Worker):
         # mode replaces the root handlers while starting, so this is the one place our
         # setup sticks.
         s = self._settings
-        secrets = [s.platform_app_secret.get_secret_value()]
-        password = password_of(s.database_url.get_secret_value())
-        if password:
-            secrets.append(password)
-        if s.payload_key is not None:
-            secrets.append(s.payload_key.get_secret_value())
-        configure_logging(s.log_level, s.log_json, secrets=secrets)
+        configure_logging(s.log_level, s.log_json, secrets=log_secrets(s))
 
 
 def run_worker(settings: Settings) -> None:

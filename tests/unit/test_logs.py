@@ -18,7 +18,10 @@ from streams.observability.logs import (
     redact,
 )
 from streams.processor.records import RawRecord
+from streams.security.crypto import new_key
+from streams.settings import Settings
 from streams.validation.taxid import make_tax_id
+from streams.worker.run import log_secrets
 
 from .test_pipeline import Harness
 
@@ -207,3 +210,22 @@ async def test_outcomes_log_nothing_when_info_is_off() -> None:
         configure_logging("warning", True, stream=out)
         await h.processor.process([h.record(issued_event(h.invoice(1)))])
     assert out.getvalue() == ""
+
+
+def test_worker_logs_never_print_a_configured_secret() -> None:
+    payload_key = "k1:" + new_key()
+    settings = Settings(
+        platform_app_secret="app-secret-1",  # type: ignore[arg-type]
+        database_url="postgresql://invoice:db-pass-2@db:5432/ledger",  # type: ignore[arg-type]
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="invoice-sync",
+        kafka_sasl_password="sasl-pass-3",  # type: ignore[arg-type]
+        payload_key=payload_key,  # type: ignore[arg-type]
+    )
+    with restored_root():
+        out = capture(True, secrets=tuple(log_secrets(settings)))
+        logging.getLogger("aiokafka").error(
+            "auth failed: %s %s %s %s", "sasl-pass-3", "app-secret-1", "db-pass-2", payload_key
+        )
+        [line] = _lines(out)
+    assert line["message"] == "auth failed: *** *** *** ***"
