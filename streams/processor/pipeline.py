@@ -141,7 +141,9 @@ class Processor:
             exc = event.violation
             context = {"invoice_key": str(event.key), "event_id": event.event_id}
             log.warning("invoice %s failed validation: %s", event.key, exc.message, extra=context)
-            if current is not None and current.state == State.CONFIRMED:
+            if current is not None and current.state != State.FAILED:
+                # Confirmed, or on its way (its receipt id, its parked retry): the row
+                # belongs to the earlier event; this one only leaves a trace.
                 claims.append(Change(current, previous, event.event_id, exc.reason_code,
                                      exc.message, history_only=True))  # fmt: skip
             else:
@@ -155,7 +157,7 @@ class Processor:
                                           exc.field, retryable=False, attempts=0,
                                           exception_class=type(exc).__name__)  # fmt: skip
             return
-        action = decide(current, event.content_hash)
+        action = decide(current, event.content_hash, datetime.now(UTC))
         if action is Action.SUBMIT:
             attempts = current.attempts if current and current.state != State.FAILED else 0
             original = original_key(event)
@@ -193,13 +195,14 @@ class Processor:
             )
             out.append(self._messages.confirmation(current, event.event_id, fresh=False))
         elif action is Action.LEAVE:
+            owner = ("the platform is still checking it" if current.state == State.PENDING
+                     else "it is parked for a retry")  # fmt: skip
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_RESEND",
-                                 "identical re-send while the platform is still checking it",
-                                 history_only=True))  # fmt: skip
+                                 f"identical re-send while {owner}", history_only=True))  # fmt: skip
         else:
             message = (
-                f"invoice {event.key} is already {current.state.lower()} on the platform with "
-                "different content; issue a red-letter invoice to change it"
+                f"invoice {event.key} is already {current.state.lower()} with different "
+                "content; issue a red-letter invoice to change it"
             )
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_CONFLICT", message,
                                  history_only=True))  # fmt: skip

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from streams.errors import InvalidTransitionError
@@ -37,8 +39,14 @@ def test_forbidden_transitions_name_the_invoice(current: State | None, target: S
         check_transition(current, target, invoice_key="S:N")
 
 
-def _record(state: State, content_hash: str = "h1") -> InvoiceRecord:
-    return InvoiceRecord(key=InvoiceKey("S", "N"), state=state, content_hash=content_hash)
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def _record(
+    state: State, content_hash: str = "h1", next_attempt_at: datetime | None = None
+) -> InvoiceRecord:
+    return InvoiceRecord(key=InvoiceKey("S", "N"), state=state, content_hash=content_hash,
+                         next_attempt_at=next_attempt_at)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -52,9 +60,18 @@ def _record(state: State, content_hash: str = "h1") -> InvoiceRecord:
         (_record(State.PENDING), "h2", Action.CONFLICT),
         (_record(State.SUBMITTING), "h1", Action.SUBMIT),
         (_record(State.RECEIVED), "h1", Action.SUBMIT),
+        (_record(State.SUBMITTING), "h2", Action.CONFLICT),
+        (_record(State.RECEIVED), "h2", Action.CONFLICT),
+        (_record(State.SUBMITTING, next_attempt_at=NOW + timedelta(seconds=5)), "h1", Action.LEAVE),
+        (
+            _record(State.SUBMITTING, next_attempt_at=NOW - timedelta(seconds=5)),
+            "h1",
+            Action.SUBMIT,
+        ),
+        (_record(State.SUBMITTING, "h1", NOW + timedelta(seconds=5)), "h2", Action.CONFLICT),
     ],
 )
 def test_decisions_for_resent_invoices(
     existing: InvoiceRecord | None, content_hash: str, action: Action
 ) -> None:
-    assert decide(existing, content_hash) is action
+    assert decide(existing, content_hash, NOW) is action

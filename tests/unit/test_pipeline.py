@@ -477,3 +477,43 @@ async def test_protocol_error_on_the_lookup_parks_too() -> None:
     await h.processor.process([h.record(issued_event(inv))])
     assert h.state(inv) == State.SUBMITTING
     assert h.output.on("failed") == []
+
+
+@pytest.mark.parametrize(
+    "answer", [Processing("R-1"), PlatformServerError("502", status=502)], ids=["pending", "parked"]
+)
+async def test_invalid_resend_of_an_invoice_in_flight_leaves_its_row_alone(answer: Any) -> None:
+    h = Harness(max_attempts=6, park_after=0.0)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [answer]
+    await h.processor.process([h.record(issued_event(inv))])
+    key = InvoiceKey(inv["seller"]["tax_id"], inv["invoice_number"])
+    before = h.ledger.rows[key]
+    assert before.state in (State.PENDING, State.SUBMITTING)
+    bad = {**inv, "total_amount": "1.00"}
+    await h.processor.process([h.record(issued_event(bad))])
+    assert h.ledger.rows[key] == before, "receipt id and retry schedule are kept"
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "VALIDATION"
+    assert h.ledger.history[-1].reason_code == "VALIDATION"
+
+
+async def test_changed_resend_of_a_parked_invoice_is_a_conflict() -> None:
+    h = Harness(max_attempts=6, park_after=0.0)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformServerError("502", status=502)]
+    await h.processor.process([h.record(issued_event(inv))])
+    await h.processor.process([h.record(issued_event({**inv, "remarks": "changed"}))])
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["reason_code"] == "DUPLICATE_CONFLICT"
+    assert h.platform.posts == [inv["invoice_number"]]
+
+
+async def test_identical_resend_of_a_parked_invoice_is_left_to_the_resume_loop() -> None:
+    h = Harness(max_attempts=6, park_after=0.0)
+    inv = h.invoice(1)
+    h.platform.script[inv["invoice_number"]] = [PlatformServerError("502", status=502)]
+    await h.processor.process([h.record(issued_event(inv))])
+    await h.processor.process([h.record(issued_event(inv))])
+    assert h.platform.posts == [inv["invoice_number"]]
+    assert h.state(inv) == State.SUBMITTING and h.output.messages == []
