@@ -1,4 +1,5 @@
-"""The worker's HTTP server (aiohttp): ``/healthz``, ``/readyz``, invoice lookups.
+"""The worker's HTTP server (aiohttp): ``/healthz``, ``/readyz``, invoice lookups, and the
+operator and admin endpoints of ``streams.api.admin``.
 
 Every answer, errors included, is JSON (``docs/openapi.yaml`` describes them all).
 """
@@ -11,20 +12,24 @@ from collections.abc import Iterable
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiokafka.errors import KafkaError
 
+from streams.api import admin
+from streams.api.keys import LEDGER, SETTINGS
 from streams.api.listing import BadQueryError, parse_list_query
-from streams.api.views import history_view, record_view
-from streams.errors import LedgerUnavailableError
+from streams.api.views import lookup_view, record_view
+from streams.errors import InvoiceSyncError, LedgerUnavailableError, PlatformError
 from streams.ledger.queries import invoice_page
 from streams.ledger.records import InvoiceKey
 from streams.ledger.store import Ledger
 from streams.observability.metrics import Metrics
 from streams.processor.health import Health
 from streams.security.access import RouteRoles
+from streams.security.audit import failure_reason
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_LEDGER = web.AppKey("ledger", Ledger)
 _HEALTH = web.AppKey("health", Health)
 _METRICS = web.AppKey("metrics", Metrics)
 
@@ -35,6 +40,12 @@ ROUTE_ROLES: RouteRoles = {
     ("GET", "/metrics"): None,
     ("GET", "/invoices"): "viewer",
     ("GET", "/invoices/{seller}/{number}"): "viewer",
+    ("POST", "/dlq/replay"): "operator",
+    ("POST", "/reconcile/repair"): "operator",
+    ("POST", "/sweep"): "operator",
+    ("GET", "/tokens"): "admin",
+    ("POST", "/tokens"): "admin",
+    ("DELETE", "/tokens/{name}"): "admin",
 }
 
 
@@ -62,9 +73,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except (BadQueryError, admin.BadBodyError) as exc:
+        return _error(400, "BAD_REQUEST", exc.message, exc.field)
     except LedgerUnavailableError as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return _error(503, "LEDGER_UNAVAILABLE", "the ledger database is unavailable; retry")
+    except PlatformError as exc:
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error(502, "PLATFORM_FAILED", f"the tax platform failed: {exc.message}")
+    except (InvoiceSyncError, KafkaError) as exc:
+        # Messages of our errors and Kafka's name no secret (no URL, no credentials).
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error(503, "UNAVAILABLE", failure_reason(exc))
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -74,7 +94,7 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     health = request.app[_HEALTH]
     try:
-        await request.app[_LEDGER].ping()
+        await request.app[LEDGER].ping()
     except LedgerUnavailableError as exc:
         health.ledger_available = False
         health.last_problem = str(exc)
@@ -84,23 +104,18 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _invoice(request: web.Request) -> web.Response:
     key = InvoiceKey(request.match_info["seller"], request.match_info["number"])
-    ledger = request.app[_LEDGER]
+    ledger = request.app[LEDGER]
     # PostgreSQL text cannot hold NUL, so no invoice is named with one.
     record = None if "\x00" in str(key) else await ledger.get(key)
     if record is None:
         return _error(404, "NOT_FOUND", f"no invoice {key} in the ledger")
-    body = record_view(record)
-    body["history"] = [history_view(h) for h in await ledger.history(key)]
-    return _json(body)
+    return _json(lookup_view(record, await ledger.history(key)))
 
 
 async def _invoices(request: web.Request) -> web.Response:
-    try:
-        q = parse_list_query(request.query)
-    except BadQueryError as exc:
-        return _error(400, "BAD_REQUEST", exc.message, exc.field)
+    q = parse_list_query(request.query)
     page = await invoice_page(
-        request.app[_LEDGER], q.seller_tax_id, q.date_from, q.date_to,
+        request.app[LEDGER], q.seller_tax_id, q.date_from, q.date_to,
         state=q.state, page_size=q.page_size, after=q.page_token,
     )  # fmt: skip
     return _json(
@@ -119,12 +134,15 @@ def build_api(
     health: Health,
     metrics: Metrics | None = None,
     *,
+    settings: Settings | None = None,
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """``middlewares`` run inside the JSON error handling (e.g. the access check,
-    ``access_middleware(tokens, ROUTE_ROLES)``)."""
+    ``access_middleware(tokens, ROUTE_ROLES)``). ``settings`` (default: from the
+    environment) open the Kafka and platform clients of the mutating endpoints."""
     app = web.Application(middlewares=[json_errors, *middlewares])
-    app[_LEDGER] = ledger
+    app[LEDGER] = ledger
+    app[SETTINGS] = settings if settings is not None else Settings()
     app[_HEALTH] = health
     app[_METRICS] = metrics or Metrics()
     app.router.add_get("/healthz", _healthz)
@@ -132,6 +150,12 @@ def build_api(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/invoices", _invoices)
     app.router.add_get("/invoices/{seller}/{number}", _invoice)
+    app.router.add_post("/dlq/replay", admin.replay_dlq)
+    app.router.add_post("/reconcile/repair", admin.repair)
+    app.router.add_post("/sweep", admin.sweep_now)
+    app.router.add_get("/tokens", admin.list_tokens)
+    app.router.add_post("/tokens", admin.new_token)
+    app.router.add_delete("/tokens/{name}", admin.delete_token)
     return app
 
 

@@ -15,11 +15,16 @@ from aiokafka.errors import KafkaError
 
 from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
-from streams.client.publisher import InvoicePublisher
 from streams.dlq.reader import DeadLetterRecord, DlqFilter, Position, parse_position, read_dlq
-from streams.dlq.replay import Replay, ReplayLog, corrected_payload, replay_records, who
+from streams.dlq.replay import (
+    Replay,
+    corrected_payload,
+    replay_and_audit,
+    select_records,
+    who,
+)
 from streams.errors import InvalidEventError, InvoiceSyncError
-from streams.security.audit import AuditLog, cli_actor
+from streams.security.audit import cli_actor
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -194,9 +199,7 @@ def dlq_replay(
     if selected.empty and not positions and not everything:
         raise click.UsageError("select records with a filter, --offset P:O, or --all")
     settings = load_settings()
-    found = _run(settings, read_dlq(settings, None if selected.empty else selected,
-                                    positions=positions or None))  # fmt: skip
-    missing = sorted(set(positions) - {(r.partition, r.offset) for r in found})
+    found, missing = _run(settings, select_records(settings, selected, positions))
     if missing:
         where = ", ".join(f"{p}:{o}" for p, o in missing)
         raise click.ClickException(
@@ -238,15 +241,8 @@ def dlq_replay(
 async def _replay(
     settings: Settings, records: list[DeadLetterRecord], payload: tuple[bytes, bytes] | None
 ) -> list[Replay]:
-    async with open_ledger(settings) as ledger, InvoicePublisher(settings) as publisher:
-        log = ReplayLog(ledger, settings.dlq_topic)
+    async with open_ledger(settings) as ledger:
         with click.progressbar(length=len(records), label="replaying") as bar:
-            done = await replay_records(publisher, log, records, by=who(), payload=payload,
-                                        progress=lambda _: bar.update(1))  # fmt: skip
-        ok = sum(r.ok for r in done)
-        await AuditLog(ledger).record(
-            cli_actor(), "dlq.replay", target=settings.dlq_topic,
-            outcome="ok" if ok == len(done) else f"{len(done) - ok} failed",
-            detail={"records": [r.record.position for r in done], "corrected": payload is not None},
-        )  # fmt: skip
-        return done
+            return await replay_and_audit(settings, ledger, records, actor=cli_actor(), by=who(),
+                                          payload=payload,
+                                          progress=lambda _: bar.update(1))  # fmt: skip

@@ -12,61 +12,12 @@ from typing import Any
 import click
 import orjson
 
-from streams.api.views import history_view, record_view
+from streams.api.views import lookup_view, record_view
 from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
 from streams.ledger.queries import MAX_PAGE_SIZE, BadCursorError, invoice_page
-from streams.ledger.records import HistoryEntry, InvoiceRecord
+from streams.ledger.records import InvoiceRecord
 from streams.ledger.states import State
-
-#: history reasons that are no failure (and so left no dead letter)
-_NOT_DEAD_LETTERED = {"DUPLICATE_RESEND", "REPLAY", "RESUME", "RETRY_LATER",
-                      "WAITING_FOR_ORIGINAL", "RECONCILE_REDRIVE"}  # fmt: skip
-
-
-def dead_letter(record: InvoiceRecord, history: list[HistoryEntry]) -> dict[str, str] | None:
-    """Where to find this invoice's dead letter: every failure is dead-lettered, also a
-    rejected re-send of an invoice that stays confirmed."""
-    code = record.error_code if record.state == State.FAILED else None
-    if code is None:
-        rejected_resends = [
-            h.reason_code for h in history
-            if h.from_state == h.to_state == State.CONFIRMED
-            and h.reason_code and h.reason_code not in _NOT_DEAD_LETTERED
-        ]  # fmt: skip
-        code = rejected_resends[-1] if rejected_resends else None
-    if code is None:
-        return None
-    return {
-        "reason_code": code,
-        "command": f"invoice-sync dlq list --invoice {record.key.invoice_number}",
-    }
-
-
-def next_step(record: InvoiceRecord) -> str:
-    if record.state == State.CONFIRMED:
-        return f"Nothing to do: the platform holds it as {record.platform_ref}."
-    if record.state == State.PENDING:
-        return (
-            f"The platform took it in (receipt {record.receipt_id}) and is still checking it; "
-            "the worker polls the receipt. If it stays pending for hours, ask the platform "
-            "about the receipt."
-        )
-    if record.state in (State.RECEIVED, State.SUBMITTING):
-        return (
-            "It is being sent. If it stays like this, make sure a worker is running: a worker "
-            "resumes unfinished invoices at start."
-        )
-    field = f" (field {record.error_field})" if record.error_field else ""
-    if record.error_code in ("RETRIES_EXHAUSTED", "ORIGINAL_NOT_CONFIRMED"):
-        return (
-            f"It failed with {record.error_code}{field}, which a retry can fix: once the cause "
-            "is gone, replay it from the dead-letter topic."
-        )
-    return (
-        f"It was rejected with {record.error_code}{field}: {record.error_message} Correct the "
-        "invoice in the billing system and send it again."
-    )
 
 
 @click.command()
@@ -91,12 +42,7 @@ def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> Non
                 return 1
             views = []
             for record in records:
-                view = record_view(record)
-                history = await ledger.history(record.key)
-                view["history"] = [history_view(h) for h in history]
-                view["dead_letter"] = dead_letter(record, history)
-                view["next_step"] = next_step(record)
-                views.append(view)
+                views.append(lookup_view(record, await ledger.history(record.key)))
         if as_json:
             click.echo(orjson.dumps(views, option=orjson.OPT_INDENT_2).decode())
             return 0

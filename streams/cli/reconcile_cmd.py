@@ -14,12 +14,12 @@ from streams.errors import InvoiceSyncError
 from streams.ledger.records import InvoiceRecord
 from streams.platform.client import PlatformClient
 from streams.reconcile.compare import BUCKETS, DISCREPANCIES, Comparison
-from streams.reconcile.repair import Redrive, redrive_missing
+from streams.reconcile.repair import Redrive
 from streams.reconcile.run import reconcile as run_reconcile
-from streams.reconcile.run import write_report
+from streams.reconcile.run import reconcile_and_repair, write_report
 from streams.reconcile.sweep import SweepResult
 from streams.reconcile.sweep import sweep as run_sweep
-from streams.security.audit import AuditLog, cli_actor
+from streams.security.audit import cli_actor
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
 #: discrepancy lines printed per bucket (the report file has them all)
@@ -56,19 +56,11 @@ def reconcile(
     settings = load_settings()
 
     async def _run() -> tuple[Comparison, Redrive | None]:
-        async with open_ledger(settings) as ledger:
-            async with PlatformClient.from_settings(settings) as platform:
-                result = await run_reconcile(ledger, platform, seller_tax_id, first, last)
-            if not repair:
-                return result, None
-            numbers = [line.invoice_number for line in result["missing_on_platform"]]
-            redrive = await redrive_missing(ledger, seller_tax_id, numbers)
-            await AuditLog(ledger).record(
-                cli_actor(), "reconcile.repair", target=seller_tax_id,
-                detail={"from": first.isoformat(), "to": last.isoformat(),
-                        "redriven": redrive.redriven, "skipped": len(redrive.skipped)},
-            )  # fmt: skip
-            return result, redrive
+        async with open_ledger(settings) as ledger, PlatformClient.from_settings(settings) as pc:
+            if repair:
+                return await reconcile_and_repair(ledger, pc, seller_tax_id, first, last,
+                                                  actor=cli_actor())  # fmt: skip
+            return await run_reconcile(ledger, pc, seller_tax_id, first, last), None
 
     try:
         result, redrive = asyncio.run(_run())

@@ -15,7 +15,7 @@ from streams.cli.settings_option import load_settings
 from streams.ledger.store import Ledger
 from streams.security.audit import AuditLog, cli_actor
 from streams.security.crypto import new_key
-from streams.security.tokens import ROLES, Role, TokenStore
+from streams.security.tokens import ROLES, Role, TokenStore, create_token, revoke_token
 
 T = TypeVar("T")
 
@@ -41,13 +41,7 @@ def tokens() -> None:
 def tokens_create(role: Role, name: str) -> None:
     """Create a token and print it once: only a salted hash is kept."""
 
-    async def work(ledger: Ledger) -> str:
-        token = await TokenStore(ledger).create(name, role)
-        await AuditLog(ledger).record(cli_actor(), "token.create", target=name,
-                                      detail={"role": role})  # fmt: skip
-        return token
-
-    token = _with_ledger(work)
+    token = _with_ledger(lambda ledger: create_token(ledger, name, role, actor=cli_actor()))
     click.echo(token)
     click.echo(f"(token {name!r}, role {role}: store it now, it cannot be shown again)", err=True)
 
@@ -68,13 +62,7 @@ def tokens_list() -> None:
 def tokens_revoke(name: str) -> None:
     """Revoke the token called NAME; requests with it get 401 from now on."""
 
-    async def work(ledger: Ledger) -> bool:
-        done = await TokenStore(ledger).revoke(name)
-        await AuditLog(ledger).record(cli_actor(), "token.revoke", target=name,
-                                      outcome="ok" if done else "not found")  # fmt: skip
-        return done
-
-    if not _with_ledger(work):
+    if not _with_ledger(lambda ledger: revoke_token(ledger, name, actor=cli_actor())):
         raise click.ClickException(f"no active token called {name!r}")
     click.echo(f"revoked {name}")
 

@@ -25,10 +25,12 @@ from streams.client.publisher import (
     event_key,
     validate_issued,
 )
-from streams.dlq.reader import DeadLetterRecord, Position
+from streams.dlq.reader import DeadLetterRecord, DlqFilter, Position, read_dlq
 from streams.errors import InvoiceSyncError, LedgerError, SchemaViolationError
 from streams.ledger.store import Ledger
 from streams.retry.deadletter import H_REPLAYED_FROM
+from streams.security.audit import audited
+from streams.settings import Settings
 from streams.validation.rules import DomainRules
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
     "ReplayEntry",
     "ReplayLog",
     "corrected_payload",
+    "replay_and_audit",
     "replay_records",
     "replayed_header",
+    "select_records",
 ]
 
 #: the CLI's source for events it wraps around a corrected invoice
@@ -175,4 +179,38 @@ async def replay_records(
         done.append(replay)
         if progress is not None:
             progress(replay)
+    return done
+
+
+async def select_records(
+    settings: Settings, dlq_filter: DlqFilter, positions: Sequence[Position] = ()
+) -> tuple[list[DeadLetterRecord], list[Position]]:
+    """The dead letters a replay selects (``positions`` and/or the filter; with neither,
+    every one), and the requested positions that hold no matching record."""
+    found = await read_dlq(settings, None if dlq_filter.empty else dlq_filter,
+                           positions=positions or None)  # fmt: skip
+    missing = sorted(set(positions) - {(r.partition, r.offset) for r in found})
+    return found, missing
+
+
+async def replay_and_audit(
+    settings: Settings,
+    ledger: Ledger,
+    records: Sequence[DeadLetterRecord],
+    *,
+    actor: str,
+    by: str,
+    payload: tuple[bytes, bytes] | None = None,
+    progress: Callable[[Replay], None] | None = None,
+) -> list[Replay]:
+    """:func:`replay_records` through a publisher of its own, audited as ``actor`` (also
+    when it fails midway); ``by`` is who the ``dlq_replays`` rows name."""
+    async with audited(ledger, actor, "dlq.replay", target=settings.dlq_topic) as audit:
+        audit.detail.update(records=[r.position for r in records], corrected=payload is not None)
+        async with InvoicePublisher(settings) as publisher:
+            done = await replay_records(publisher, ReplayLog(ledger, settings.dlq_topic),
+                                        records, by=by, payload=payload,
+                                        progress=progress)  # fmt: skip
+        failed = sum(not r.ok for r in done)
+        audit.outcome = f"{failed} failed" if failed else "ok"
     return done

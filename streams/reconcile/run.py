@@ -14,6 +14,8 @@ from streams.ledger.queries import seller_invoices
 from streams.ledger.store import Ledger
 from streams.platform.client import PlatformClient
 from streams.reconcile.compare import Comparison, compare
+from streams.reconcile.repair import Redrive, redrive_missing
+from streams.security.audit import audited
 
 REPORT_COLUMNS = (
     "bucket", "invoice_number", "issue_date", "ledger_state", "ledger_total",
@@ -39,6 +41,26 @@ async def reconcile(
         )
     ]
     return compare(rows, items)
+
+
+async def reconcile_and_repair(
+    ledger: Ledger,
+    platform: PlatformClient,
+    seller_tax_id: str,
+    date_from: date,
+    date_to: date,
+    *,
+    actor: str,
+) -> tuple[Comparison, Redrive]:
+    """Reconcile, then re-drive what is missing on the platform; audited as ``actor``,
+    also when it fails midway."""
+    async with audited(ledger, actor, "reconcile.repair", target=seller_tax_id) as audit:
+        audit.detail.update({"from": date_from.isoformat(), "to": date_to.isoformat()})
+        comparison = await reconcile(ledger, platform, seller_tax_id, date_from, date_to)
+        numbers = [line.invoice_number for line in comparison["missing_on_platform"]]
+        redrive = await redrive_missing(ledger, seller_tax_id, numbers)
+        audit.detail.update(redriven=redrive.redriven, skipped=len(redrive.skipped))
+    return comparison, redrive
 
 
 def report_json(

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
+
+from streams.errors import LedgerError
 from streams.ledger.store import Ledger
+from streams.security.audit import audited
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -36,6 +40,10 @@ class Token:
     revoked_at: datetime | None
 
 
+class DuplicateTokenError(LedgerError):
+    """Token names are unique, revoked ones included: the audit trail names tokens."""
+
+
 def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.sha256(salt + secret.encode()).digest()
 
@@ -49,11 +57,15 @@ class TokenStore:
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
-        async with self._ledger.connection() as conn:
-            await conn.execute(
-                "INSERT INTO api_tokens (id, name, role, salt, hash) VALUES ($1, $2, $3, $4, $5)",
-                token_id, name, role, salt, _hash(secret, salt),
-            )  # fmt: skip
+        try:
+            async with self._ledger.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO api_tokens (id, name, role, salt, hash) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    token_id, name, role, salt, _hash(secret, salt),
+                )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateTokenError(f"a token called {name!r} exists already") from exc
         return f"{_PREFIX}_{token_id}_{secret}"
 
     async def list(self) -> list[Token]:
@@ -90,3 +102,18 @@ class TokenStore:
         if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]):
             return None
         return Token(row["id"], row["name"], row["role"], row["created_at"], None)
+
+
+async def create_token(ledger: Ledger, name: str, role: Role, *, actor: str) -> str:
+    """A new token (shown once), audited as ``actor`` without its secret."""
+    async with audited(ledger, actor, "token.create", target=name) as audit:
+        audit.detail["role"] = role
+        return await TokenStore(ledger).create(name, role)
+
+
+async def revoke_token(ledger: Ledger, name: str, *, actor: str) -> bool:
+    """False when no active token has that name; audited as ``actor`` either way."""
+    async with audited(ledger, actor, "token.revoke", target=name) as audit:
+        done = await TokenStore(ledger).revoke(name)
+        audit.outcome = "ok" if done else "not found"
+    return done

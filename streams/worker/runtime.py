@@ -127,7 +127,7 @@ class Runtime(Service):
             stuck_after=s.receipt_stuck_seconds,
         )
         access = access_middleware(TokenStore(self.ledger), ROUTE_ROLES)
-        api = build_api(self.ledger, self.health, self.metrics, middlewares=[access])
+        api = build_api(self.ledger, self.health, self.metrics, settings=s, middlewares=[access])
         self.api = ApiServer(api, s.http_host, s.http_port)
         await self.api.start()
         self.ready.set()

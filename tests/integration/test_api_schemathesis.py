@@ -35,6 +35,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]  # fmt: skip
 
 
+#: Not fuzzed: they re-publish to the session's shared topics and re-drive invoices of
+#: the shared ledger, so generated requests (`{"all": true}`) would replay every other
+#: test's dead letters and race their assertions. Their requests and answers are checked
+#: by the CLI/API tests instead; the role test calls them all.
+NOT_FUZZED = {"POST /dlq/replay", "POST /reconcile/repair", "POST /sweep"}
+
+
 def check_operations(base_url: str, auth: dict[str, str]) -> list[str]:
     schema = schemathesis.openapi.from_path(OPENAPI)
     schema.config.update(base_url=base_url)
@@ -43,6 +50,8 @@ def check_operations(base_url: str, auth: dict[str, str]) -> list[str]:
         if isinstance(result, Err):
             raise result.err()
         operation = result.ok()
+        if operation.label in NOT_FUZZED:
+            continue
 
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -109,6 +118,10 @@ async def test_the_api_conforms_to_its_openapi_document(pipeline: Pipeline) -> N
     assert checked == [
         "GET /healthz",
         "GET /readyz",
+        "GET /metrics",
         "GET /invoices",
         "GET /invoices/{seller_tax_id}/{invoice_number}",
+        "GET /tokens",
+        "POST /tokens",
+        "DELETE /tokens/{name}",
     ]
