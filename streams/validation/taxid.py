@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from streams.observability.logs import mask_tax_id
+
 __all__ = ["TAX_ID_ALPHABET", "TAX_ID_LENGTH", "check_character", "make_tax_id", "tax_id_problem"]
 
 #: the 31 characters a code may use; I, O, S, V and Z are left out as easy to misread
@@ -19,10 +21,10 @@ def check_character(first17: str) -> str:
     Raises ``ValueError`` unless ``first17`` is 17 characters of ``TAX_ID_ALPHABET``.
     """
     if len(first17) != TAX_ID_LENGTH - 1:
-        raise ValueError(f"expected 17 characters, got {len(first17)}: {first17!r}")
+        raise ValueError(f"expected 17 characters, got {len(first17)}")
     bad = sorted({char for char in first17 if char not in _VALUES})
     if bad:
-        raise ValueError(f"{first17!r} has characters outside the code alphabet: {bad}")
+        raise ValueError(f"{mask_tax_id(first17)!r} has characters outside the code alphabet")
     total = sum(_VALUES[char] * weight for char, weight in zip(first17, _WEIGHTS, strict=True))
     return TAX_ID_ALPHABET[(31 - total % 31) % 31]
 
@@ -33,28 +35,35 @@ def make_tax_id(first17: str) -> str:
 
 
 def tax_id_problem(value: str) -> str | None:
-    """None when ``value`` is a valid code, else a sentence saying what is wrong."""
+    """None when ``value`` is a valid code, else a sentence saying what is wrong.
+
+    The sentence never quotes the whole id: it is stored (the ledger's error message and
+    history), sent (``invoice.failed``, dead-letter headers) and logged, and a buyer's
+    tax id is personal data. Masked as the logs mask it, the sender still recognises it.
+    """
     if len(value) != TAX_ID_LENGTH:
-        return f"A tax id has {TAX_ID_LENGTH} characters; {value!r} has {len(value)}."
+        # Not quoted at all: the mask keeps 6 characters, too many of a short value.
+        return f"A tax id has {TAX_ID_LENGTH} characters; this one has {len(value)}."
+    shown = mask_tax_id(value)
     lower = sorted({char for char in value if char.islower()})
     if lower:
         # Never upper-cased for the sender: the platform compares ids byte for byte.
         return (
-            f"Tax id {value!r} has lower-case letters ({', '.join(lower)}); "
+            f"Tax id {shown!r} has lower-case letters ({', '.join(lower)}); "
             "send it in upper case exactly as registered."
         )
     bad = sorted({char for char in value if char not in _VALUES})
     if bad:
         return (
-            f"Tax id {value!r} has characters a tax id never uses ({', '.join(bad)}); "
+            f"Tax id {shown!r} has characters a tax id never uses ({', '.join(bad)}); "
             "only digits and upper-case letters other than I, O, S, V and Z are allowed."
         )
     if not value[_REGION].isdigit():
-        return f"Characters 3-8 of tax id {value!r} are the region code and must be digits."
+        return f"Characters 3-8 of tax id {shown!r} are the region code and must be digits."
     expected = check_character(value[:-1])
     if value[-1] != expected:
         return (
-            f"Tax id {value!r} fails its check character (expected {expected!r} at the end); "
+            f"Tax id {shown!r} fails its check character (expected {expected!r} at the end); "
             "it is probably mistyped."
         )
     return None

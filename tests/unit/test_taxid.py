@@ -58,6 +58,17 @@ def test_any_single_substitution_in_the_body_fails(first17: str, at: int, char: 
     assert tax_id_problem(good[:at] + char + good[at + 1 :]) is not None
 
 
+@given(first17s, st.integers(0, 17), st.sampled_from("ISVZOa-"))
+def test_a_problem_never_quotes_the_whole_id(first17: str, at: int, char: str) -> None:
+    # The sentence is stored in the ledger and sent on the topics: buyer ids stay masked.
+    good = make_tax_id(first17)
+    for bad in (good[:at] + char + good[at + 1 :], good[:-1] + ("0" if good[-1] != "0" else "1")):
+        problem = tax_id_problem(bad)
+        assert problem is not None
+        assert bad not in problem
+        assert f"'{bad[:4]}{'*' * 12}{bad[-2:]}'" in problem
+
+
 def test_lower_case_is_an_error_not_fixed() -> None:
     problem = tax_id_problem(KNOWN_GOOD.lower())
     assert problem is not None

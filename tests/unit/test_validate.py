@@ -168,6 +168,17 @@ def test_special_buyer_tax_id_is_checked() -> None:
     [violation] = check(invoice)
     assert violation.field == "invoice.buyer.tax_id"
     assert "upper case" in violation.message
+    assert "91110000600037341l" not in violation.message
+    assert "'9111************1l'" in violation.message
+
+
+@pytest.mark.parametrize("bad", ["91110000600037341X", "9111000060003734IL", "91A10000600037341L"])
+def test_buyer_tax_id_violations_carry_the_id_masked(bad: str) -> None:
+    invoice = blue_invoice()
+    invoice["buyer"] = {"tax_id": bad, "name": "北京某某集团有限公司"}
+    [violation] = check(invoice)
+    assert violation.field == "invoice.buyer.tax_id"
+    assert bad not in violation.message and f"{bad[:4]}{'*' * 12}{bad[-2:]}" in violation.message
 
 
 def test_line_tax_and_quantity_arithmetic() -> None:
