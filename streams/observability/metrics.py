@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from streams.ledger.records import StateSummary
 
-__all__ = ["CIRCUIT_STATES", "LATENCY_BUCKETS", "Metrics"]
+__all__ = ["CIRCUIT_STATES", "LATENCY_BUCKETS", "REASON_CODES", "Metrics"]
 
 #: 1 ms to 5 min. 300 s is a bucket bound so the default SLO reads straight off
 #: the histogram (``le="300.0"``).
@@ -36,6 +36,16 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
+
+#: Every reason code the contracts name (events.md, and the 422 codes of
+#: tax-platform-api.md), plus an answer outside the contract. Their failure and
+#: dead-letter series start at 0, so an ``increase()`` alert sees the first dead letter
+#: of each rather than a series that appears already at 1.
+REASON_CODES = (
+    "MALFORMED", "SCHEMA_VIOLATION", "VALIDATION", "RETRIES_EXHAUSTED",
+    "ORIGINAL_NOT_CONFIRMED", "DUPLICATE_CONFLICT", "INVALID_FIELD", "INVALID_TAX_ID",
+    "AMOUNT_MISMATCH", "ORIGINAL_NOT_FOUND", "RED_EXCEEDS_ORIGINAL", "PLATFORM_PROTOCOL",
+)  # fmt: skip
 
 
 class Metrics:
@@ -145,6 +155,9 @@ class Metrics:
         # value before the first event rather than an absent series.
         self.circuit_state("closed")
         self.credentials_ok(True)
+        for code in REASON_CODES:
+            self._failed.labels(code)
+            self._dead_lettered.labels(code)
 
     # --- events -------------------------------------------------------------------------
     def consumed(self, n: int = 1) -> None:

@@ -135,3 +135,12 @@ def test_inflight_gauge() -> None:
     m = Metrics()
     m.inflight(4)
     assert value(m, "invoice_sync_inflight_invoices") == 4
+
+
+def test_known_reason_codes_exist_at_zero_before_the_first_dead_letter() -> None:
+    m = Metrics()
+    for code in ("MALFORMED", "RETRIES_EXHAUSTED", "INVALID_TAX_ID", "DUPLICATE_CONFLICT"):
+        assert value(m, "invoice_sync_dead_letters_total", reason_code=code) == 0
+        assert value(m, "invoice_sync_invoices_failed_total", reason_code=code) == 0
+    m.dead_lettered("INVALID_TAX_ID")
+    assert value(m, "invoice_sync_dead_letters_total", reason_code="INVALID_TAX_ID") == 1
