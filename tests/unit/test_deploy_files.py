@@ -120,3 +120,31 @@ def test_compose_file_validates() -> None:
     result = subprocess.run([*command, "-f", compose_file, "config", "-q"],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path → host source, for the short volume syntax."""
+    return {parts[1]: parts[0] for parts in (volume.split(":") for volume in service["volumes"])}
+
+
+def test_compose_kafka_writes_to_its_volume_with_a_fixed_cluster_id() -> None:
+    yaml = pytest.importorskip("yaml")
+    kafka = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())["services"]["kafka"]
+    assert _mounts(kafka)[kafka["environment"]["KAFKA_LOG_DIRS"]] == "kafka-data"
+    assert len(kafka["environment"]["CLUSTER_ID"]) == 22  # a base64 UUID
+
+
+def test_compose_grafana_provisions_prometheus_and_the_dashboard() -> None:
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())["services"]
+    mounts = _mounts(services["grafana"])
+    provisioning = DEPLOY.parent / mounts["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == f"http://prometheus:{services['prometheus']['ports'][0].split(':')[1]}"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "invoice-sync.yaml").read_text())[
+        "providers"
+    ]
+    dashboard = mounts[f"{provider['options']['path']}/invoice-sync.json"]
+    assert (DEPLOY.parent / dashboard).resolve() == DEPLOY / "grafana" / "invoice-sync.json"
