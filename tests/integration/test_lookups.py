@@ -246,6 +246,10 @@ async def test_reconcile_over_a_thousand_platform_items(
     repaired = await run(pipeline, *args, "--repair")
     assert repaired.exit_code == 0, repaired.output
     assert "1 invoices set back to SUBMITTING" in repaired.stdout
+    trail = await run(pipeline, "audit", "--action", "reconcile.repair", "--json", "--limit", "1")
+    [row] = [orjson.loads(line) for line in trail.stdout.splitlines()]
+    assert row["actor"].startswith("cli:") and row["target"] == feed.seller
+    assert row["outcome"] == "ok" and row["detail"]["redriven"] == [lost]
     await until(pipeline, feed.seller, {lost: "CONFIRMED"})
     new = store.stored((feed.seller, lost))
     assert new is not None
@@ -284,6 +288,12 @@ async def test_sweep_re_drives_a_stuck_invoice(pipeline: Pipeline) -> None:
     swept = await run(pipeline, "sweep", "--older-than", "100", "--seller", seller)
     assert swept.exit_code == 0, swept.output
     assert "re-published 1" in swept.stdout
+    trail = await run(pipeline, "audit", "--action", "sweep", "--json", "--limit", "50")
+    rows = [orjson.loads(line) for line in trail.stdout.splitlines()]
+    mine = [r for r in rows if r["target"] == seller]
+    assert [(r["actor"][:4], r["outcome"], r["detail"]["republished"]) for r in mine] == [
+        ("cli:", "ok", [f"{seller}:{number}"])
+    ]
     await until(pipeline, seller, {number: "CONFIRMED"})
     assert pipeline.sandbox.store.post_count((seller, number)) == 1
     calm = await run(pipeline, "sweep", "--older-than", "100", "--seller", seller)

@@ -18,6 +18,7 @@ import pytest
 from aiokafka import TopicPartition
 from click.testing import CliRunner, Result
 
+from streams.cli.dlq_cmd import CONFIRM_ABOVE
 from streams.cli.main import cli
 from streams.client import InvoicePublisher
 from streams.demo.feed import SELLERS, generate, issued_event, make_invoice
@@ -287,3 +288,93 @@ async def test_publish_sample_confirms_every_invoice(
     store = pipeline.sandbox.store
     await eventually(lambda: all(store.stored(k) for k in keys), timeout=90)  # type: ignore[arg-type]
     assert all(store.post_count(k) == 1 for k in keys)  # type: ignore[arg-type]
+
+
+async def test_import_reports_every_bad_row_and_skip_invalid_publishes_the_rest(
+    pipeline: Pipeline, env: dict[str, str], tmp_path: Path
+) -> None:
+    invoices = [new_invoice(i) for i in range(4)]
+    rows = to_csv(invoices).splitlines()
+    first_of = [2]  # data rows are numbered from 2 (row 1 is the header)
+    for inv in invoices[:-1]:
+        first_of.append(first_of[-1] + len(inv["lines"]))
+    bad_rows = [first_of[1], first_of[3]]
+    for row in bad_rows:
+        rows[row - 1] = rows[row - 1].replace(",*", ",", 1)  # item name without *category*
+    path = tmp_path / "two-bad.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    refused = await invoke(env, "import", str(path))
+    assert refused.exit_code == 1
+    for row in bad_rows:
+        assert f"row {row}, item_name: " in refused.output
+    assert "nothing was published" in refused.output
+
+    skipped = await invoke(env, "import", str(path), "--skip-invalid")
+    assert skipped.exit_code == 0, skipped.output
+    assert f"row {bad_rows[0]}, item_name: " in skipped.output
+    assert "published 2 invoices" in skipped.output
+    store = pipeline.sandbox.store
+    good, bad = [invoices[0], invoices[2]], [invoices[1], invoices[3]]
+    await eventually(lambda: all(store.stored(key_of(inv)) for inv in good))
+    issued = {m.key for m in await read_topic(pipeline.settings, pipeline.settings.issued_topic)}
+    assert not issued & {"{}:{}".format(*key_of(inv)).encode() for inv in bad}
+    trail = await invoke(env, "audit", "--action", "import", "--json")
+    assert '"published":2' in trail.output and '"skipped_rows":2' in trail.output
+
+
+async def test_import_of_a_jsonl_file(
+    pipeline: Pipeline, env: dict[str, str], tmp_path: Path
+) -> None:
+    invoice, event = new_invoice(1), issued_event(new_invoice(2))
+    path = tmp_path / "invoices.jsonl"
+    path.write_bytes(orjson.dumps(invoice) + b"\n\n" + orjson.dumps(event) + b"\n")
+    result = await invoke(env, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "published 2 invoices from invoices.jsonl" in result.output
+    store = pipeline.sandbox.store
+    keys = [key_of(invoice), key_of(event["invoice"])]
+    await eventually(lambda: all(store.stored(k) for k in keys))
+    assert [store.post_count(k) for k in keys] == [1, 1]
+
+
+def audit_rows(result: Result) -> list[dict[str, Any]]:
+    assert result.exit_code == 0, result.output
+    return [orjson.loads(line) for line in result.output.splitlines() if line.strip()]
+
+
+async def test_a_large_replay_asks_first_and_every_replay_is_audited(
+    pipeline: Pipeline, env: dict[str, str]
+) -> None:
+    settings = pipeline.settings
+    seller = SELLERS[4][0]
+    spoiled = []
+    for _ in range(CONFIRM_ABOVE + 1):
+        event = issued_event(new_invoice(4))
+        event["invoice"]["total_amount"] = "0.01"
+        spoiled.append(event)
+    numbers = {e["invoice"]["invoice_number"] for e in spoiled}
+    async with InvoicePublisher(settings) as publisher:
+        for event in spoiled:
+            key = f"{seller}:{event['invoice']['invoice_number']}".encode()
+            await publisher.publish_raw(key, orjson.dumps(event))
+
+    async def all_dead() -> bool:
+        doc = await dlq_json(env, "--seller", seller, "--reason", "VALIDATION")
+        return numbers <= {r["invoice_number"] for r in doc["records"]}
+
+    await eventually(all_dead, timeout=90)
+    selection = ("dlq", "replay", "--seller", seller, "--reason", "VALIDATION")
+    trail = ("audit", "--action", "dlq.replay", "--json", "--limit", "1000")
+    before = len(audit_rows(await invoke(env, *trail)))
+    declined = await invoke(env, *selection, stdin="n\n")
+    assert declined.exit_code == 1 and "Aborted" in declined.output
+    assert f"replay {CONFIRM_ABOVE + 1}" in declined.output or "[y/N]" in declined.output
+    assert len(audit_rows(await invoke(env, *trail))) == before  # nothing was replayed
+
+    done = await invoke(env, *selection, "--yes")
+    assert done.exit_code == 0, done.output
+    assert "[y/N]" not in done.output and "replayed " in done.output
+    [row] = audit_rows(await invoke(env, "audit", "--action", "dlq.replay", "--json",
+                                    "--limit", "1"))  # fmt: skip
+    assert row["actor"] == f"cli:{getpass.getuser()}" and row["outcome"] == "ok"
+    assert len(row["detail"]["records"]) >= CONFIRM_ABOVE + 1

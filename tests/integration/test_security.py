@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from streams.cli.main import cli
 from streams.errors import LedgerError
@@ -133,3 +137,74 @@ def test_bad_payload_key_is_a_clear_configuration_error() -> None:
     for bad in ("nokey", "k1:not-base64!!", "k1:" + "QUJD"):
         with pytest.raises(ConfigurationError, match="INVOICE_SYNC_PAYLOAD_KEY"):
             PayloadCipher.from_setting(bad)
+
+
+@pytest.fixture
+async def own_database(services: Services) -> str:
+    """A database of this test's own: rekey re-seals every payload of the database, and
+    the session's holds payloads under other tests' keys."""
+    name = f"sec_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(services.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(services.database_url)._replace(path=f"/{name}"))
+    async with Ledger(url, worker_id="t") as ledger:
+        await ledger.migrate()
+    return url
+
+
+async def _cli(env: dict[str, str], *args: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)
+
+
+def _audit_rows(result: Result) -> list[dict[str, Any]]:
+    assert result.exit_code == 0, result.output
+    return [orjson.loads(line) for line in result.stdout.splitlines()]
+
+
+async def test_rekey_retention_and_tokens_list_through_the_cli(own_database: str) -> None:
+    old, new = f"k1:{new_key()}", f"k2:{new_key()}"
+    recent, aged = _key(), _key()
+    async with Ledger(own_database, worker_id="t",
+                      cipher=PayloadCipher.from_setting(old)) as ledger:  # fmt: skip
+        await _store(ledger, recent, b'{"n": 1}')
+        await _store(ledger, aged, b'{"n": 2}')
+        long_ago = datetime.now(UTC) - timedelta(days=40)
+        record = InvoiceRecord(key=aged, state=State.CONFIRMED, content_hash="h",
+                               platform_ref="R", accepted_at=long_ago,
+                               confirmed_at=long_ago)  # fmt: skip
+        await ledger.apply([Change(record, State.SUBMITTING, "e")])
+    env = {"INVOICE_SYNC_DATABASE_URL": own_database, "INVOICE_SYNC_PAYLOAD_KEY": f"{new},{old}"}
+
+    rekeyed = await _cli(env, "rekey")
+    assert rekeyed.exit_code == 0, rekeyed.output
+    assert "done: 2 payloads now under the current key" in rekeyed.stdout
+    async with Ledger(own_database, worker_id="t",
+                      cipher=PayloadCipher.from_setting(new)) as only_new:  # fmt: skip
+        assert await only_new.payload(recent) == b'{"n": 1}'
+
+    kept = await _cli(env, "retention", "--days", "30")
+    assert kept.exit_code == 0, kept.output
+    assert "dropped 1 payloads of invoices confirmed over 30 days ago" in kept.stdout
+    unset = await _cli(env, "retention")
+    assert unset.exit_code == 2 and "INVOICE_SYNC_PAYLOAD_RETENTION_DAYS" in unset.output
+
+    created = await _cli(env, "tokens", "create", "--role", "operator", "--name", "ops-bot")
+    token = created.stdout.strip()
+    listed = await _cli(env, "tokens", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "ops-bot" in listed.stdout and "operator" in listed.stdout and "active" in listed.stdout
+    assert token not in listed.output
+
+    rekey_rows = _audit_rows(await _cli(env, "audit", "--action", "payload.rekey", "--json"))
+    assert [(r["actor"], r["outcome"], r["detail"]) for r in rekey_rows] == [
+        (f"cli:{getpass.getuser()}", "ok", {"payloads": 2})
+    ]
+    retention_rows = _audit_rows(
+        await _cli(env, "audit", "--action", "payload.retention", "--json")
+    )
+    assert [(r["actor"], r["outcome"], r["detail"]) for r in retention_rows] == [
+        (f"cli:{getpass.getuser()}", "ok", {"days": 30, "dropped": 1})
+    ]
