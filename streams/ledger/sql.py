@@ -1,5 +1,5 @@
-"""The ledger's batched write statements: one UPSERT and one history INSERT per wave,
-each over arrays (``unnest``) so a wave of any size is a single round trip."""
+"""The ledger's batched write statements: one conditional write and one history INSERT
+per wave, each over arrays (``unnest``) so a wave of any size is a single round trip."""
 
 COLUMNS = (
     "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
@@ -8,39 +8,66 @@ COLUMNS = (
     "confirmed_at, next_attempt_at, failures"
 )
 
-UPSERT = """
-INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, issue_date,
-    total_with_tax, payload, source_event_id, source_partition, source_offset, attempts,
-    platform_ref, accepted_at, receipt_id, error_code, error_message, error_field, issued_at,
-    confirmed_at, next_attempt_at, failures, payload_key_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
-    $7::numeric[], $8::bytea[], $9::text[], $10::int[], $11::bigint[], $12::int[], $13::text[],
-    $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::timestamptz[],
-    $20::timestamptz[], $21::timestamptz[], $22::int[], $23::text[])
-ON CONFLICT (seller_tax_id, invoice_number) DO UPDATE SET
-    state = EXCLUDED.state,
-    content_hash = EXCLUDED.content_hash,
-    kind = EXCLUDED.kind,
-    issue_date = EXCLUDED.issue_date,
-    total_with_tax = EXCLUDED.total_with_tax,
-    payload = COALESCE(EXCLUDED.payload, invoices.payload),
-    payload_key_id = CASE WHEN EXCLUDED.payload IS NULL THEN invoices.payload_key_id
-                          ELSE EXCLUDED.payload_key_id END,
-    source_event_id = EXCLUDED.source_event_id,
-    source_partition = EXCLUDED.source_partition,
-    source_offset = EXCLUDED.source_offset,
-    attempts = EXCLUDED.attempts,
-    platform_ref = EXCLUDED.platform_ref,
-    accepted_at = EXCLUDED.accepted_at,
-    receipt_id = EXCLUDED.receipt_id,
-    error_code = EXCLUDED.error_code,
-    error_message = EXCLUDED.error_message,
-    error_field = EXCLUDED.error_field,
-    issued_at = EXCLUDED.issued_at,
-    confirmed_at = EXCLUDED.confirmed_at,
-    next_attempt_at = EXCLUDED.next_attempt_at,
-    failures = EXCLUDED.failures,
-    updated_at = now()
+_INPUT_COLUMNS = (
+    "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
+    "payload, source_event_id, source_partition, source_offset, attempts, platform_ref, "
+    "accepted_at, receipt_id, error_code, error_message, error_field, issued_at, confirmed_at, "
+    "next_attempt_at, failures, payload_key_id"
+)
+
+# Every change names the state it expects the row in ($24, NULL: no row yet). A row in
+# another state, or CONFIRMED, means another writer (a rebalance, the resume loop, the
+# receipt poller) got there first: the change is skipped, and the keys that did change
+# come back, so history is only written for them. One statement, any batch size.
+APPLY = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::date[], $7::numeric[], $8::bytea[], $9::text[], $10::int[], $11::bigint[],
+        $12::int[], $13::text[], $14::timestamptz[], $15::text[], $16::text[], $17::text[],
+        $18::text[], $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], $22::int[],
+        $23::text[], $24::text[])
+        AS t({_INPUT_COLUMNS}, previous)
+),
+inserted AS (
+    INSERT INTO invoices ({_INPUT_COLUMNS})
+    SELECT {_INPUT_COLUMNS} FROM input WHERE previous IS NULL
+    ON CONFLICT (seller_tax_id, invoice_number) DO NOTHING
+    RETURNING seller_tax_id, invoice_number
+),
+updated AS (
+    UPDATE invoices AS i SET
+        state = n.state,
+        content_hash = n.content_hash,
+        kind = n.kind,
+        issue_date = n.issue_date,
+        total_with_tax = n.total_with_tax,
+        payload = COALESCE(n.payload, i.payload),
+        payload_key_id = CASE WHEN n.payload IS NULL THEN i.payload_key_id
+                              ELSE n.payload_key_id END,
+        source_event_id = n.source_event_id,
+        source_partition = n.source_partition,
+        source_offset = n.source_offset,
+        attempts = n.attempts,
+        platform_ref = n.platform_ref,
+        accepted_at = n.accepted_at,
+        receipt_id = n.receipt_id,
+        error_code = n.error_code,
+        error_message = n.error_message,
+        error_field = n.error_field,
+        issued_at = n.issued_at,
+        confirmed_at = n.confirmed_at,
+        next_attempt_at = n.next_attempt_at,
+        failures = n.failures,
+        updated_at = now()
+    FROM input AS n
+    WHERE n.previous IS NOT NULL
+      AND i.seller_tax_id = n.seller_tax_id AND i.invoice_number = n.invoice_number
+      AND i.state = n.previous AND i.state <> 'CONFIRMED'
+    RETURNING i.seller_tax_id, i.invoice_number
+)
+SELECT seller_tax_id, invoice_number FROM inserted
+UNION ALL
+SELECT seller_tax_id, invoice_number FROM updated
 """
 
 HISTORY_INSERT = """

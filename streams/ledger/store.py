@@ -23,7 +23,7 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
-from streams.ledger.sql import COLUMNS, HISTORY_INSERT, UPSERT
+from streams.ledger.sql import APPLY, COLUMNS, HISTORY_INSERT
 from streams.ledger.states import State, check_transition
 from streams.security.crypto import PayloadCipher
 
@@ -146,23 +146,42 @@ class Ledger:
             )
         return {record.key: record for record in map(record_from_row, rows)}
 
-    async def apply(self, changes: Sequence[Change]) -> None:
-        """Write ``changes`` (rows and their history) in one transaction."""
+    async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
+        """Write ``changes`` (rows and their history) in one transaction.
+
+        A row changes only if it is still in the state its change expected, and never
+        once CONFIRMED: two writers racing on one invoice cannot undo each other. A
+        change that lost such a race is skipped (with its history) and logged; the keys
+        skipped are returned, so the caller can drop what it meant to announce.
+        """
         if not changes:
-            return
+            return set()
         latest: dict[InvoiceKey, Change] = {}
+        expected: dict[InvoiceKey, State | None] = {}
         for change in changes:
             if not change.history_only:
-                check_transition(
-                    change.previous, change.record.state, invoice_key=str(change.record.key)
-                )
-                latest[change.record.key] = change
+                key = change.record.key
+                check_transition(change.previous, change.record.state, invoice_key=str(key))
+                latest[key] = change
+                # Several changes of one key in a batch: the row is in the first one's state.
+                expected.setdefault(key, change.previous)
         rows = self._columns_of(list(latest.values()))
-        history = _history_columns(changes, self._worker_id)
+        rows.append([None if s is None else s.value for s in expected.values()])
         async with self.connection() as conn, conn.transaction():
+            applied: set[InvoiceKey] = set()
             if latest:
-                await conn.execute(UPSERT, *rows)
-            await conn.execute(HISTORY_INSERT, *history)
+                done = await conn.fetch(APPLY, *rows)
+                applied = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in done}
+            lost = set(latest) - applied
+            kept = [c for c in changes if c.record.key not in lost]
+            if kept:
+                await conn.execute(HISTORY_INSERT, *_history_columns(kept, self._worker_id))
+        for key in sorted(lost):
+            log.warning(
+                "ledger: %s is no longer %s (another worker changed it first); not writing %s",
+                key, expected[key] or "new", latest[key].record.state,
+            )  # fmt: skip
+        return lost
 
     async def get(self, key: InvoiceKey) -> InvoiceRecord | None:
         async with self.connection() as conn:

@@ -120,8 +120,9 @@ class Processor:
         # Originals first, so a red-letter invoice knows whether its original is in this wave.
         for event in sorted(events, key=lambda e: original_key(e) is not None):
             self._plan(event, existing, claims, submit, out)
-        await self._until_ledger(lambda: self._ledger.apply(claims))
-        await self._submit(submit, out)
+        lost = await self._until_ledger(lambda: self._ledger.apply(claims))
+        # A claim another worker beat us to: that worker owns the invoice now.
+        await self._submit([s for s in submit if s[0].key not in lost], out)
         self._crash.reached("after_ledger")
         await self._output.publish(out)
         self._crash.reached("before_commit")
@@ -198,7 +199,8 @@ class Processor:
             owner = ("the platform is still checking it" if current.state == State.PENDING
                      else "it is parked for a retry")  # fmt: skip
             claims.append(Change(current, previous, event.event_id, "DUPLICATE_RESEND",
-                                 f"identical re-send while {owner}", history_only=True))  # fmt: skip
+                                 f"identical re-send while {owner}",
+                                 history_only=True))  # fmt: skip
         else:
             message = (
                 f"invoice {event.key} is already {current.state.lower()} with different "
@@ -248,8 +250,8 @@ class Processor:
             submitting = replace(record, state=State.SUBMITTING)
             claims.append(Change(submitting, record.state, event.event_id, "RESUME"))
             submit.append((event, submitting))
-        await self._until_ledger(lambda: self._ledger.apply(claims))
-        await self._submit(submit, out)
+        lost = await self._until_ledger(lambda: self._ledger.apply(claims))
+        await self._submit([s for s in submit if s[0].key not in lost], out)
         await self._output.publish(out)
 
     async def _submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
@@ -262,11 +264,17 @@ class Processor:
         results = await asyncio.gather(
             *(self._deliver(event, rec, inflight) for event, rec in submit)
         )
+        announced: list[list[OutMessage]] = [[] for _ in submit]
         outcomes = [
-            self._outcome(event, record, result, out)
-            for (event, record), result in zip(submit, results, strict=True)
+            self._outcome(event, record, result, messages)
+            for (event, record), result, messages in zip(submit, results, announced, strict=True)
         ]
-        await self._until_ledger(lambda: self._ledger.apply(outcomes))
+        lost = await self._until_ledger(lambda: self._ledger.apply(outcomes))
+        # An outcome that lost a race (say, FAILED after another worker CONFIRMED it) is
+        # not announced either: the ledger's word is what the events must agree with.
+        for change, messages in zip(outcomes, announced, strict=True):
+            if change.record.key not in lost:
+                out += messages
 
     async def _deliver(
         self,

@@ -20,7 +20,10 @@ class LedgerPort(Protocol):
 
     async def get(self, key: InvoiceKey) -> InvoiceRecord | None: ...
 
-    async def apply(self, changes: Sequence[Change]) -> None: ...
+    async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
+        """Write ``changes``; returns the keys skipped because another writer changed
+        their row first (see ``Ledger.apply``)."""
+        ...
 
 
 class PlatformPort(Protocol):

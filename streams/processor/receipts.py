@@ -2,7 +2,9 @@
 
 Pending invoices live in the ledger, not in memory, so a receipt outlives a
 restart and any worker can finish it; the claim query skips rows another
-worker holds.
+worker holds. Polls go through the same circuit breaker and token bucket as the
+uploads (pass the worker's), so they neither hammer a platform that is down nor
+spend the request quota behind the uploads' back.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
-from streams.errors import InvoiceSyncError, PlatformRejectedError, PlatformUnavailableError
+from streams.errors import PlatformError, PlatformRejectedError, PlatformUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Accepted
 from streams.processor.messages import Messages
 from streams.processor.ports import OutMessage, OutputPort, PlatformPort
 from streams.processor.records import RawRecord
+from streams.retry.circuit import CircuitBreaker
+from streams.retry.gate import Gate
+from streams.retry.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +35,9 @@ class ReceiptLedger(Protocol):
 
     async def payload(self, key: InvoiceKey) -> bytes | None: ...
 
-    async def apply(self, changes: Sequence[Change]) -> None: ...
+    async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey] | None:
+        """Write ``changes``; returns the keys another writer changed first, if known."""
+        ...
 
 
 class ReceiptPoller:
@@ -42,6 +50,8 @@ class ReceiptPoller:
         messages: Messages,
         interval: float,
         stuck_after: float,
+        breaker: CircuitBreaker | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self._ledger = ledger
         self._platform = platform
@@ -49,44 +59,48 @@ class ReceiptPoller:
         self._messages = messages
         self._interval = interval
         self._stuck_after = stuck_after
+        self._gate = Gate(breaker, bucket)
 
     async def poll_once(self, limit: int = 200) -> int:
         """Poll the due receipts once; returns how many settled."""
         due = await self._ledger.due_receipts(self._interval, limit)
         changes: list[Change] = []
-        out: list[OutMessage] = []
+        announced: list[list[OutMessage]] = []
         for record in due:
-            assert record.receipt_id is not None
-            try:
-                result = await self._platform.receipt(record.receipt_id)
-            except PlatformRejectedError as exc:
-                changes.append(await self._rejected(record, exc, out))
-                continue
-            except PlatformUnavailableError as exc:
-                log.info("receipt %s of %s not readable now: %s", record.receipt_id, record.key,
-                         exc.message)  # fmt: skip
-                continue
-            except InvoiceSyncError as exc:
-                log.error("receipt %s of %s: %s", record.receipt_id, record.key, exc.message)
-                continue
-            if isinstance(result, Accepted):
+            receipt_id = record.receipt_id
+            assert receipt_id is not None
+            result = await self._gate.call(partial(self._platform.receipt, receipt_id))
+            messages: list[OutMessage] = []
+            if isinstance(result, PlatformRejectedError):
+                changes.append(await self._rejected(record, result, messages))
+                announced.append(messages)
+            elif isinstance(result, PlatformUnavailableError):
+                log.info("receipt %s of %s not readable now: %s", receipt_id, record.key,
+                         result.message)  # fmt: skip
+            elif isinstance(result, PlatformError):
+                log.error("receipt %s of %s: %s", receipt_id, record.key, result.message)
+            elif isinstance(result, Accepted):
                 confirmed = replace(
                     record, state=State.CONFIRMED, platform_ref=result.platform_ref,
                     accepted_at=result.accepted_at, confirmed_at=datetime.now(UTC),
                 )  # fmt: skip
                 changes.append(Change(confirmed, State.PENDING, None,
-                                      detail=f"receipt {record.receipt_id} accepted"))  # fmt: skip
-                out.append(self._messages.confirmation(confirmed, record.source_event_id or ""))
+                                      detail=f"receipt {receipt_id} accepted"))  # fmt: skip
+                announced.append(
+                    [self._messages.confirmation(confirmed, record.source_event_id or "")]
+                )
             elif self._is_stuck(record):
                 log.warning(
                     "invoice %s has waited on receipt %s since %s: flag it to ops "
                     "(`invoice-sync status %s`)", record.key, record.receipt_id,
                     record.created_at, record.key.invoice_number,
                 )  # fmt: skip
-        if changes:
-            await self._ledger.apply(changes)
+        lost = (await self._ledger.apply(changes) if changes else None) or set()
+        # A row another worker moved on meanwhile (re-posted it, say) is theirs to announce.
+        out = [m for c, ms in zip(changes, announced, strict=True) if c.record.key not in lost
+               for m in ms]  # fmt: skip
         await self._output.publish(out)
-        return len(changes)
+        return len(changes) - len(lost)
 
     def _is_stuck(self, record: InvoiceRecord) -> bool:
         since = record.created_at or record.updated_at

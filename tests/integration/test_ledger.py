@@ -84,3 +84,32 @@ async def test_unreachable_database_is_a_retryable_error() -> None:
     with pytest.raises(LedgerUnavailableError) as info:
         await ledger.start()
     assert info.value.retryable
+
+
+async def test_racing_writers_never_overwrite_confirmed_nor_a_moved_row(ledger: Ledger) -> None:
+    confirmed, moved, fresh, taken = _key(), _key(), _key(), _key()
+    now = datetime.now(UTC)
+    await ledger.apply([Change(_record(k, State.SUBMITTING), None, "e")
+                        for k in (confirmed, moved, taken)])  # fmt: skip
+    await ledger.apply([
+        Change(_record(confirmed, State.CONFIRMED, platform_ref="R1", accepted_at=now,
+                       confirmed_at=now), State.SUBMITTING, "e"),
+        Change(_record(moved, State.PENDING, receipt_id="RC"), State.SUBMITTING, "e"),
+    ])  # fmt: skip
+    # A slower writer still believes all of them SUBMITTING (or new), in one batch.
+    lost = await ledger.apply([
+        Change(_record(confirmed, State.FAILED, error_code="RETRIES_EXHAUSTED"),
+               State.SUBMITTING, "late"),
+        Change(_record(moved, State.FAILED, error_code="RETRIES_EXHAUSTED"),
+               State.SUBMITTING, "late"),
+        Change(_record(taken, State.RECEIVED), None, "late"),
+        Change(_record(fresh, State.SUBMITTING), None, "late"),
+    ])  # fmt: skip
+    assert lost == {confirmed, moved, taken}
+    rows = await ledger.load([confirmed, moved, fresh, taken])
+    assert (rows[confirmed].state, rows[confirmed].platform_ref) == (State.CONFIRMED, "R1")
+    assert (rows[moved].state, rows[moved].receipt_id) == (State.PENDING, "RC")
+    assert rows[taken].state == State.SUBMITTING and rows[fresh].state == State.SUBMITTING
+    # History is only written for what was applied.
+    assert [h.event_id for h in await ledger.history(confirmed)] == ["e", "e"]
+    assert [h.event_id for h in await ledger.history(fresh)] == ["late"]

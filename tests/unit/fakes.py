@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.errors import LedgerUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
-from streams.ledger.states import check_transition
+from streams.ledger.states import State, check_transition
 from streams.platform.results import Accepted, Processing, StoredInvoice
 from streams.processor.ports import OutMessage
 
@@ -37,19 +37,25 @@ class FakeLedger:
         self._maybe_down()
         return self.rows.get(key)
 
-    async def apply(self, changes: Sequence[Change]) -> None:
+    async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
+        """Like ``Ledger.apply``: a change whose row moved on meanwhile is skipped."""
         self._maybe_down()
+        lost: set[InvoiceKey] = set()
         for change in changes:
             if not change.history_only:
                 current = self.rows.get(change.record.key)
-                assert (None if current is None else current.state) == change.previous
+                state = None if current is None else current.state
                 check_transition(change.previous, change.record.state, invoice_key="k")
+                if state != change.previous or state == State.CONFIRMED:
+                    lost.add(change.record.key)
+                    continue
                 self.rows[change.record.key] = replace(
                     change.record, created_at=current.created_at if current else datetime.now(UTC)
                 )
             if change.payload is not None:
                 self.payloads[change.record.key] = change.payload
             self.history.append(change)
+        return lost
 
 
 class FakePlatform:
