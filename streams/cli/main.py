@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import click
 
 from streams.cli.demo_cmd import demo, up
@@ -15,9 +16,25 @@ from streams.cli.reconcile_cmd import reconcile, sweep
 from streams.cli.sandbox_cmd import sandbox
 from streams.cli.security_cmd import audit, rekey, retention, tokens
 from streams.cli.settings_option import load_settings
+from streams.errors import InvoiceSyncError
+from streams.observability.logs import redact
+from streams.security.audit import failure_reason
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    """Every command's failures as one clear line on stderr and exit code 1: a database
+    that is away or a duplicate name is not a bug, and a traceback helps nobody."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (InvoiceSyncError, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:  # fmt: skip
+            # redact: a connection error may quote the URL, password included.
+            raise click.ClickException(redact(failure_reason(exc), ())) from exc
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """invoice-sync: every issued invoice reaches the tax platform exactly once.
 

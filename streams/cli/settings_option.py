@@ -1,19 +1,25 @@
-"""Reading the settings for a command, turning a bad setting into a clear message."""
+"""Reading the settings for a command, turning a bad setting into a clear message, and
+setting up its logging as the worker's (secrets redacted, buyer data masked)."""
 
 from __future__ import annotations
 
 import click
 from pydantic import ValidationError
 
+from streams.observability.logs import configure_logging
 from streams.settings import Settings
+from streams.worker.run import log_secrets
 
 
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"INVOICE_SYNC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
         raise click.UsageError(f"bad settings: {problems}") from exc
+    configure_logging(settings.log_level, settings.log_json,
+                      secrets=log_secrets(settings))  # fmt: skip
+    return settings

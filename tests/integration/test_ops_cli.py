@@ -103,7 +103,7 @@ async def read_topic(settings: Settings, topic: str) -> list[Any]:
 async def dlq_json(env: dict[str, str], *filters: str) -> dict[str, Any]:
     result = await invoke(env, "dlq", "list", "--json", *filters)
     assert result.exit_code == 0, result.output
-    doc: dict[str, Any] = orjson.loads(result.output)
+    doc: dict[str, Any] = orjson.loads(result.stdout)
     return doc
 
 
@@ -166,7 +166,7 @@ async def test_dead_letter_is_listed_shown_and_replayed_once(
     assert "reason_code: VALIDATION" in shown.output and "source_offset: " in shown.output
     assert '"total_amount": "0.01"' in shown.output
     payload = await invoke(env, "dlq", "show", record["position"], "--payload-only")
-    assert orjson.loads(payload.output) == spoiled
+    assert orjson.loads(payload.stdout) == spoiled
 
     # Unchanged, it fails again and goes back to the DLQ.
     again = await invoke(env, "dlq", "replay", "--offset", record["position"])
@@ -339,7 +339,7 @@ async def test_import_of_a_jsonl_file(
 
 def audit_rows(result: Result) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
-    return [orjson.loads(line) for line in result.output.splitlines() if line.strip()]
+    return [orjson.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 async def test_a_large_replay_asks_first_and_every_replay_is_audited(

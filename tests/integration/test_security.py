@@ -193,6 +193,9 @@ async def test_rekey_retention_and_tokens_list_through_the_cli(own_database: str
 
     created = await _cli(env, "tokens", "create", "--role", "operator", "--name", "ops-bot")
     token = created.stdout.strip()
+    again = await _cli(env, "tokens", "create", "--role", "admin", "--name", "ops-bot")
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert "Error: a token called 'ops-bot' exists already" in again.stderr
     listed = await _cli(env, "tokens", "list")
     assert listed.exit_code == 0, listed.output
     assert "ops-bot" in listed.stdout and "operator" in listed.stdout and "active" in listed.stdout
