@@ -13,6 +13,7 @@ import pytest
 
 from streams.ledger.records import StateSummary
 from streams.observability.metrics import Metrics
+from streams.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -148,3 +149,17 @@ def test_compose_grafana_provisions_prometheus_and_the_dashboard() -> None:
     ]
     dashboard = mounts[f"{provider['options']['path']}/invoice-sync.json"]
     assert (DEPLOY.parent / dashboard).resolve() == DEPLOY / "grafana" / "invoice-sync.json"
+
+
+def test_k8s_config_and_secret_name_only_real_settings() -> None:
+    yaml = pytest.importorskip("yaml")
+    k8s = DEPLOY / "k8s"
+    names: set[str] = set()
+    for name in ("configmap.yaml", "secret.example.yaml"):
+        for doc in yaml.safe_load_all((k8s / name).read_text()):
+            names |= set(doc.get("data", {})) | set(doc.get("stringData", {}))
+    settings = {f"INVOICE_SYNC_{field.upper()}" for field in Settings.model_fields}
+    assert {n for n in names if n.startswith("INVOICE_SYNC_")} <= settings
+    # Kafka security: non-secret parts in the ConfigMap, the password in the Secret
+    kafka = {"SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_PASSWORD", "SSL_CAFILE"}
+    assert {f"INVOICE_SYNC_KAFKA_{name}" for name in kafka} <= names
