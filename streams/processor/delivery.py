@@ -155,6 +155,9 @@ class Deliverer:
                 await self._sleep(self._auth_retry_seconds)
                 continue
             posts += 1
+            if in_doubt and not isinstance(result, PlatformUnavailableError):
+                log.info("%s: the POST in doubt is settled: %s", event.key, type(result).__name__,
+                         extra=_fields(event, PlatformInDoubtError.reason_code))  # fmt: skip
             if isinstance(result, Accepted | Processing):
                 self._health.platform_credentials_ok = True
                 self._metrics.credentials_ok(True)
@@ -181,12 +184,14 @@ class Deliverer:
                                            in_doubt, delay)  # fmt: skip
             if waited + delay > self._park_after and closed:
                 retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-                log.info("%s: %s; parked until %s", event.key, result.message, retry_at)
+                # The pipeline logs the park at INFO with the invoice's fields (Messages.parked).
+                log.debug("%s: %s; parked until %s", event.key, result.message, retry_at)
                 return Deferred(posts, failures, retry_at, result.message)
             waited += delay
             self._metrics.retried(type(result).reason_code.lower())
             level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
-            log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay)
+            log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay,
+                    extra=_fields(event, result.reason_code))  # fmt: skip
             await self._sleep(delay)
 
     async def _give_up(
@@ -224,3 +229,8 @@ class Deliverer:
             "RETRIES_EXHAUSTED", f"gave up after {posts} POSTs; last: {last.message}",
             None, True, posts, type(last).__name__, first_failure,
         )  # fmt: skip
+
+
+def _fields(event: IssuedEvent, reason_code: str) -> dict[str, str]:
+    """The log fields that let one grep follow an invoice (streams.observability.logs)."""
+    return {"invoice_key": str(event.key), "event_id": event.event_id, "reason_code": reason_code}

@@ -164,8 +164,11 @@ async def test_one_grep_follows_each_invoice_through_its_outcome() -> None:
     assert confirmed["event_id"] == events[0]["event_id"]
     assert confirmed["reason_code"] is None
     assert str(confirmed["message"]).startswith("confirmed ")
-    *_, settled = _of(lines, in_doubt)
-    assert str(settled["message"]).startswith("confirmed ")
+    # the in-doubt POST: its retry, how it settled, the confirmation
+    doubt = _of(lines, in_doubt)
+    assert [line["reason_code"] for line in doubt] == ["IN_DOUBT", "IN_DOUBT", None]
+    assert "settled" in str(doubt[1]["message"])
+    assert str(doubt[2]["message"]).startswith("confirmed ")
     [parked] = _of(lines, slow)
     assert parked["reason_code"] == "RETRY_LATER"
     assert parked["event_id"] == events[2]["event_id"]
