@@ -62,13 +62,18 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
 
     async def report_lag() -> None:
         # The high-water mark from fetch responses, not ListOffsets: right on Tansu too.
+        # Measured from the committed offset, not the fetch position, so read-ahead and
+        # batches still in flight count as lag until they are really done.
+        committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
         for tp in app.consumer.assignment():
             if tp.topic != settings.issued_topic:
                 continue
             highwater = app.consumer.highwater(tp)
-            position = await app.consumer.position(tp)
-            if highwater is not None and highwater >= 0 and position is not None:
-                runtime.metrics.consumer_lag(tp.partition, max(0, highwater - position))
+            done = committed.get(tp)
+            if done is None:
+                done = await app.consumer.position(tp)
+            if highwater is not None and highwater >= 0 and done is not None:
+                runtime.metrics.consumer_lag(tp.partition, max(0, highwater - done))
 
     app.timer(interval=15.0)(report_lag)
 
