@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     platform_auth_retry_seconds: float = Field(
         30.0, gt=0, description="after a 401, seconds before trying the credentials again"
     )
+    credentials_probe_seconds: float = Field(
+        60.0, gt=0, description="seconds between signed probes of the platform credentials"
+    )
     sweep_interval_seconds: float = Field(
         60.0, gt=0, description="seconds between the leader worker's stuck-invoice sweeps"
     )

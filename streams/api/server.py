@@ -7,7 +7,7 @@ Every answer, errors included, is JSON (``docs/openapi.yaml`` describes them all
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import orjson
 from aiohttp import web
@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from streams.api import admin
 from streams.api.keys import LEDGER, SETTINGS
 from streams.api.listing import BadQueryError, parse_list_query
-from streams.api.views import lookup_view, record_view
+from streams.api.views import invoice_lookup, record_view
 from streams.errors import InvoiceSyncError, LedgerUnavailableError, PlatformError
 from streams.ledger.queries import invoice_page
 from streams.ledger.records import InvoiceKey
@@ -30,8 +30,12 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: whether the worker's producer holds a live broker connection (for ``/readyz``)
+BrokerCheck = Callable[[], Awaitable[bool]]
+
 _HEALTH = web.AppKey("health", Health)
 _METRICS = web.AppKey("metrics", Metrics)
+_BROKER_CHECK: web.AppKey[BrokerCheck | None] = web.AppKey("broker_check")
 
 #: who may call what, for ``streams.security.access.access_middleware``
 ROUTE_ROLES: RouteRoles = {
@@ -93,13 +97,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     health = request.app[_HEALTH]
-    try:
-        await request.app[LEDGER].ping()
-    except LedgerUnavailableError as exc:
-        health.ledger_available = False
-        health.last_problem = str(exc)
-    body = health.as_dict()
-    return _json(body, 200 if health.ready else 503)
+    await health.refresh(request.app[LEDGER].ping, request.app[_BROKER_CHECK])
+    return _json(health.as_dict(), 200 if health.ready else 503)
 
 
 async def _invoice(request: web.Request) -> web.Response:
@@ -109,7 +108,7 @@ async def _invoice(request: web.Request) -> web.Response:
     record = None if "\x00" in str(key) else await ledger.get(key)
     if record is None:
         return _error(404, "NOT_FOUND", f"no invoice {key} in the ledger")
-    return _json(lookup_view(record, await ledger.history(key)))
+    return _json(await invoice_lookup(ledger, request.app[SETTINGS], record))
 
 
 async def _invoices(request: web.Request) -> web.Response:
@@ -136,14 +135,18 @@ def build_api(
     *,
     settings: Settings | None = None,
     middlewares: Iterable[Middleware] = (),
+    broker_check: BrokerCheck | None = None,
 ) -> web.Application:
     """``middlewares`` run inside the JSON error handling (e.g. the access check,
     ``access_middleware(tokens, ROUTE_ROLES)``). ``settings`` (default: from the
-    environment) open the Kafka and platform clients of the mutating endpoints."""
+    environment) open the Kafka and platform clients of the mutating endpoints.
+    ``broker_check`` is asked on every ``/readyz``; without it ``health.broker_connected``
+    is whatever its owner set."""
     app = web.Application(middlewares=[json_errors, *middlewares])
     app[LEDGER] = ledger
     app[SETTINGS] = settings if settings is not None else Settings()
     app[_HEALTH] = health
+    app[_BROKER_CHECK] = broker_check
     app[_METRICS] = metrics or Metrics()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
+from streams.dlq.reader import DeadLetterRecord, dead_letters_of
 from streams.ledger.records import HistoryEntry, InvoiceRecord
 from streams.ledger.states import State
+from streams.ledger.store import Ledger
+from streams.settings import Settings
 
 
 def record_view(record: InvoiceRecord) -> dict[str, Any]:
@@ -49,7 +54,7 @@ _NOT_DEAD_LETTERED = {"DUPLICATE_RESEND", "REPLAY", "RESUME", "RETRY_LATER",
                       "WAITING_FOR_ORIGINAL", "RECONCILE_REDRIVE"}  # fmt: skip
 
 
-def dead_letter(record: InvoiceRecord, history: list[HistoryEntry]) -> dict[str, str] | None:
+def dead_letter(record: InvoiceRecord, history: list[HistoryEntry]) -> dict[str, Any] | None:
     """Where to find this invoice's dead letter: every failure is dead-lettered, also a
     rejected re-send of an invoice that stays confirmed."""
     code = record.error_code if record.state == State.FAILED else None
@@ -101,4 +106,46 @@ def lookup_view(record: InvoiceRecord, history: list[HistoryEntry]) -> dict[str,
     view["history"] = [history_view(h) for h in history]
     view["dead_letter"] = dead_letter(record, history)
     view["next_step"] = next_step(record)
+    return view
+
+
+def letter_view(record: DeadLetterRecord, topic: str) -> dict[str, Any]:
+    """A dead letter as a lookup shows it: where it is, why, and when (no payload)."""
+    return {
+        "topic": topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "position": record.position,
+        "reason_code": record.reason_code,
+        "reason": record.reason,
+        "field": record.field,
+        "failed_at": record.failed_at.isoformat(),
+    }
+
+
+async def dead_letters_view(
+    settings: Settings, invoice_number: str, seller_tax_id: str | None
+) -> dict[str, Any]:
+    """The invoice's records on the DLQ topic, and a note when the search was partial
+    (a large DLQ) or impossible (Kafka away: the ledger's answer still stands)."""
+    try:
+        search = await dead_letters_of(settings, invoice_number, seller_tax_id)
+    except (KafkaError, OSError) as exc:
+        return {"records": [], "note": f"the DLQ topic could not be read: {exc}"}
+    return {
+        "records": [letter_view(r, settings.dlq_topic) for r in search.records],
+        "note": search.note,
+    }
+
+
+async def invoice_lookup(
+    ledger: Ledger, settings: Settings, record: InvoiceRecord
+) -> dict[str, Any]:
+    """One invoice as ``invoice-sync status`` and ``GET /invoices/{seller}/{number}`` show
+    it; when it was dead-lettered, with the DLQ records themselves."""
+    view = lookup_view(record, await ledger.history(record.key))
+    letter = view["dead_letter"]
+    if letter is not None:
+        key = record.key
+        letter.update(await dead_letters_view(settings, key.invoice_number, key.seller_tax_id))
     return view

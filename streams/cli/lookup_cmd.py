@@ -12,7 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from streams.api.views import lookup_view, record_view
+from streams.api.views import dead_letters_view, invoice_lookup, record_view
 from streams.cli.ledger_access import open_ledger
 from streams.cli.settings_option import load_settings
 from streams.ledger.queries import MAX_PAGE_SIZE, BadCursorError, invoice_page
@@ -27,22 +27,19 @@ from streams.ledger.states import State
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> None:
-    """Show an invoice's state, platform reference, every state change and the next step."""
+    """Show an invoice's state, platform reference, every state change, its dead letter
+    (topic, partition, offset, reason, time) if it has one, and the next step."""
     settings = load_settings()
 
     async def _run() -> int:
         async with open_ledger(settings) as ledger:
             records = await ledger.find(invoice_number, seller_tax_id)
             if not records:
-                seller = f" of seller {seller_tax_id}" if seller_tax_id else ""
-                click.echo(f"invoice {invoice_number}{seller} is not in the ledger: it never "
-                           "reached the pipeline. Check that billing published it, and the "
-                           "dead-letter topic for unreadable messages: `invoice-sync dlq list "
-                           f"--invoice {invoice_number}`.", err=True)  # fmt: skip
+                # A message too broken to be recorded is still dead-lettered under its key.
+                letters = await dead_letters_view(settings, invoice_number, seller_tax_id)
+                _not_in_ledger(invoice_number, seller_tax_id, letters)
                 return 1
-            views = []
-            for record in records:
-                views.append(lookup_view(record, await ledger.history(record.key)))
+            views = [await invoice_lookup(ledger, settings, record) for record in records]
         if as_json:
             click.echo(orjson.dumps(views, option=orjson.OPT_INDENT_2).decode())
             return 0
@@ -53,22 +50,42 @@ def status(invoice_number: str, seller_tax_id: str | None, as_json: bool) -> Non
     raise SystemExit(asyncio.run(_run()))
 
 
-def _print(view: dict[str, object]) -> None:
+def _not_in_ledger(number: str, seller: str | None, letters: dict[str, Any]) -> None:
+    of_seller = f" of seller {seller}" if seller else ""
+    click.echo(f"invoice {number}{of_seller} is not in the ledger: it never reached the "
+               "pipeline. Check that billing published it, and the dead-letter topic for "
+               f"unreadable messages: `invoice-sync dlq list --invoice {number}`.",
+               err=True)  # fmt: skip
+    _print_letters(letters, err=True)
+
+
+def _print_letters(letter: dict[str, Any], *, err: bool = False) -> None:
+    for r in letter["records"]:
+        field = f" (field {r['field']})" if r["field"] else ""
+        click.echo(f"  dead letter:  {r['topic']} partition {r['partition']} offset "
+                   f"{r['offset']}, {r['reason_code']}{field} at {r['failed_at']}: "
+                   f"{r['reason']}", err=err)  # fmt: skip
+    if letter["note"]:
+        click.echo(f"  dead letter:  {letter['note']}", err=err)
+
+
+def _print(view: dict[str, Any]) -> None:
     click.echo(f"invoice {view['invoice_number']} of seller {view['seller_tax_id']}")
     for label in ("state", "platform_ref", "accepted_at", "attempts", "error_code",
                   "error_field", "error_message", "receipt_id"):  # fmt: skip
         if view.get(label) is not None:
             click.echo(f"  {label:<14}{view[label]}")
     click.echo("  history:")
-    history = view["history"]
-    assert isinstance(history, list)
-    for h in history:
+    for h in view["history"]:
         reason = f" [{h['reason_code']}]" if h["reason_code"] else ""
         detail = f" {h['detail']}" if h["detail"] else ""
         click.echo(f"    {h['at']}  {h['from_state'] or '-'} -> {h['to_state']}{reason}{detail}")
     letter = view.get("dead_letter")
-    if isinstance(letter, dict):
-        click.echo(f"  dead letter:  reason {letter['reason_code']}; see `{letter['command']}`")
+    if letter is not None:
+        if not letter["records"] and not letter["note"]:
+            click.echo(f"  dead letter:  reason {letter['reason_code']}, not on the DLQ topic "
+                       f"(yet); see `{letter['command']}`")  # fmt: skip
+        _print_letters(letter)
     click.echo(f"  next step: {view['next_step']}")
 
 

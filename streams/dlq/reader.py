@@ -25,7 +25,15 @@ from streams.retry.deadletter import (
 )
 from streams.settings import Settings
 
-__all__ = ["DeadLetterRecord", "DlqFilter", "Position", "parse_position", "read_dlq"]
+__all__ = [
+    "DeadLetterRecord",
+    "DlqFilter",
+    "DlqSearch",
+    "Position",
+    "dead_letters_of",
+    "parse_position",
+    "read_dlq",
+]
 
 #: (partition, offset) of a record on the DLQ topic
 Position = tuple[int, int]
@@ -184,25 +192,84 @@ async def read_dlq(
     ``positions``: only these records (the partitions they are on are read from the
     lowest requested offset). A missing topic reads as empty.
     """
+    scan = await _scan(settings, dlq_filter, positions, None, quiet_seconds, timeout)
+    return scan.records
+
+
+@dataclass(frozen=True)
+class DlqSearch:
+    """The dead letters of one invoice, from a scan of each DLQ partition's newest records."""
+
+    records: list[DeadLetterRecord]
+    #: records left unread, older than the newest ``tail`` of their partition
+    unread: int
+
+    @property
+    def note(self) -> str | None:
+        if not self.unread:
+            return None
+        return (f"the DLQ is large: only the newest records of each partition were searched "
+                f"({self.unread} older ones were not); `invoice-sync dlq list --invoice N` "
+                "reads them all")  # fmt: skip
+
+
+#: records per DLQ partition that an invoice lookup reads, newest first
+SEARCH_TAIL = 20_000
+
+
+async def dead_letters_of(
+    settings: Settings,
+    invoice_number: str,
+    seller_tax_id: str | None = None,
+    *,
+    tail: int = SEARCH_TAIL,
+    timeout: float = 20.0,
+) -> DlqSearch:
+    """An invoice's dead letters, for ``invoice-sync status`` and the HTTP lookup: only
+    the newest ``tail`` records of each partition are read, so a lookup stays quick
+    however large the DLQ has grown."""
+    wanted = DlqFilter(seller=seller_tax_id, invoice=invoice_number)
+    scan = await _scan(settings, wanted, None, tail, 1.0, timeout)
+    return DlqSearch(scan.records, scan.unread)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    records: list[DeadLetterRecord]
+    unread: int
+
+
+async def _scan(
+    settings: Settings,
+    dlq_filter: DlqFilter | None,
+    positions: Sequence[Position] | None,
+    tail: int | None,
+    quiet_seconds: float,
+    timeout: float,
+) -> _Scan:
     wanted = set(positions) if positions is not None else None
     consumer = make_consumer(settings, group_id=None, client_id="invoice-sync-dlq")
     try:
         await consumer.start()
         topic = settings.dlq_topic
         if topic not in await consumer.topics():
-            return []
+            return _Scan([], 0)
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         start: Mapping[int, int] = {p: 0 for p in partitions}
         if wanted is not None:
             start = {p: min(o for q, o in wanted if q == p) for p in {q for q, _ in wanted}
                      if p in partitions}  # fmt: skip
         if not start:
-            return []
+            return _Scan([], 0)
         tps = [TopicPartition(topic, p) for p in sorted(start)]
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, start[tp.partition])
         last = {p: max(o for q, o in wanted if q == p) for p in start} if wanted else {}
+        # With a tail, where each partition's reading starts once its high-water mark is
+        # known (from the first fetch: ListOffsets is wrong on Tansu).
+        cut: dict[int, int] = {}
+        first: dict[int, int] = {}
         found: list[DeadLetterRecord] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -211,10 +278,18 @@ async def read_dlq(
             batches = await consumer.getmany(*tps, timeout_ms=200)
             if any(batches.values()):
                 quiet_since = loop.time()
-            for messages in batches.values():
+            for tp, messages in batches.items():
+                if tail is not None and tp.partition not in cut and messages:
+                    # The log may start past 0 (retention): count from its first record.
+                    first[tp.partition] = messages[0].offset
+                    cut[tp.partition] = max(0, (consumer.highwater(tp) or 0) - tail)
+                    if await consumer.position(tp) < cut[tp.partition]:
+                        consumer.seek(tp, cut[tp.partition])
                 for message in messages:
                     record = _record(message)
                     if wanted is not None and (record.partition, record.offset) not in wanted:
+                        continue
+                    if record.offset < cut.get(record.partition, 0):
                         continue
                     if dlq_filter is None or dlq_filter.matches(record):
                         found.append(record)
@@ -222,7 +297,8 @@ async def read_dlq(
                 break
             if loop.time() - quiet_since >= quiet_seconds:
                 break
-        return sorted(found, key=lambda r: (r.partition, r.offset))
+        found.sort(key=lambda r: (r.partition, r.offset))
+        return _Scan(found, sum(max(0, cut[p] - first[p]) for p in cut))
     finally:
         await consumer.stop()
 

@@ -25,7 +25,7 @@ from streams.platform.client import PlatformClient
 from streams.processor.crashpoints import CrashPoints
 from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
-from streams.processor.health import Health
+from streams.processor.health import Health, probe_credentials
 from streams.processor.intake import Intake
 from streams.processor.messages import Messages, Topics
 from streams.processor.pipeline import Processor
@@ -127,11 +127,37 @@ class Runtime(Service):
             stuck_after=s.receipt_stuck_seconds,
         )
         access = access_middleware(TokenStore(self.ledger), ROUTE_ROLES)
-        api = build_api(self.ledger, self.health, self.metrics, settings=s, middlewares=[access])
+        api = build_api(self.ledger, self.health, self.metrics, settings=s, middlewares=[access],
+                        broker_check=self._producer_connected)  # fmt: skip
         self.api = ApiServer(api, s.http_host, s.http_port)
         await self.api.start()
         self.ready.set()
         log.info("worker %s ready", s.worker_id)
+
+    async def _producer_connected(self) -> bool:
+        """Whether the producer can reach a broker now: an open connection counts as is,
+        otherwise one is opened (``AIOKafkaClient.ready``), so a broker back up reads ready."""
+        if self.producer is None:
+            return False
+        client = self.producer.client
+        for broker in client.cluster.brokers():
+            if await client.ready(broker.nodeId):
+                return True
+        return False
+
+    @Service.task
+    async def _probe_credentials(self) -> None:
+        # A 401 on a submission is learned only when there is something to submit: an
+        # idle worker with a wrong secret would read ready. Probe at start and then
+        # periodically, sooner while refused, so a fixed secret reads ready soon.
+        await self.ready.wait()
+        s = self.settings
+        while not self.should_stop:
+            verdict = await probe_credentials(self.platform, self.health)
+            if verdict is not None:
+                self.metrics.credentials_ok(verdict)
+            ok = self.health.platform_credentials_ok
+            await self.sleep(s.credentials_probe_seconds if ok else s.platform_auth_retry_seconds)
 
     def _circuit_changed(self, state: CircuitState) -> None:
         self.health.circuit = state.value

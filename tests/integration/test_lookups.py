@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from streams.cli.main import cli
 from streams.demo.feed import issued_event, make_invoice
+from streams.dlq.reader import dead_letters_of
 from streams.processor.decode import content_hash
 from streams.validation.taxid import TAX_ID_ALPHABET, make_tax_id
 from streams.validation.today import beijing_today
@@ -128,20 +129,56 @@ async def test_status_of_an_unknown_invoice_says_so_and_fails(pipeline: Pipeline
     assert "invoice-sync dlq list --invoice 26119999999999999999" in result.output
 
 
-async def test_status_of_a_failed_invoice_points_at_its_dead_letter(
+async def dead_lettered_status(pipeline: Pipeline, feed: Feed) -> dict[str, Any]:
+    """``status --json`` of the failed invoice once its dead letter is on the topic (the
+    ledger records the failure just before the dead letter is written)."""
+    async with asyncio.timeout(60):
+        while True:
+            result = await run(pipeline, "status", feed.failed, "--seller", feed.seller, "--json")
+            assert result.exit_code == 0, result.output
+            [view] = orjson.loads(result.stdout)
+            if view["dead_letter"]["records"]:
+                return dict(view)
+            await asyncio.sleep(0.5)
+
+
+async def test_status_of_a_failed_invoice_shows_its_dead_letter(
     pipeline: Pipeline, feed: Feed
 ) -> None:
-    result = await run(pipeline, "status", feed.failed, "--seller", feed.seller, "--json")
-    assert result.exit_code == 0, result.output
-    [view] = orjson.loads(result.stdout)
+    view = await dead_lettered_status(pipeline, feed)
     assert view["state"] == "FAILED"
-    assert view["dead_letter"] == {
-        "reason_code": "VALIDATION",
-        "command": f"invoice-sync dlq list --invoice {feed.failed}",
-    }
+    letter = view["dead_letter"]
+    assert letter["reason_code"] == "VALIDATION"
+    assert letter["command"] == f"invoice-sync dlq list --invoice {feed.failed}"
+    assert letter["note"] is None
+    [record] = letter["records"]
+    assert record["topic"] == pipeline.settings.dlq_topic
+    assert record["reason_code"] == "VALIDATION"
+    assert record["position"] == f"{record['partition']}:{record['offset']}"
+    assert record["reason"] and record["failed_at"]
     assert view["next_step"]
+
     text = await run(pipeline, "status", feed.failed)
-    assert "dead letter:  reason VALIDATION" in text.output
+    assert (f"dead letter:  {pipeline.settings.dlq_topic} partition {record['partition']} "
+            f"offset {record['offset']}, VALIDATION") in text.output  # fmt: skip
+
+    # The worker's HTTP API answers with the same function.
+    url = f"http://127.0.0.1:{pipeline.worker.http_port}/invoices/{feed.seller}/{feed.failed}"
+    async with aiohttp.ClientSession(headers=pipeline.auth) as http, http.get(url) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["dead_letter"] == letter
+
+
+async def test_a_large_dlq_is_searched_from_its_newest_records(
+    pipeline: Pipeline, feed: Feed
+) -> None:
+    await dead_lettered_status(pipeline, feed)
+    found = await dead_letters_of(pipeline.settings, feed.failed, feed.seller)
+    assert [r.invoice_number for r in found.records] == [feed.failed]
+    # With no records of each partition to search, the answer says the search was partial.
+    older = await dead_letters_of(pipeline.settings, feed.failed, feed.seller, tail=0)
+    assert older.records == [] and older.unread > 0
+    assert older.note is not None and "the DLQ is large" in older.note
 
 
 async def test_invoices_pages_through_a_sellers_history(pipeline: Pipeline, feed: Feed) -> None:
