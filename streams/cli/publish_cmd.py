@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from aiokafka.errors import KafkaError
@@ -22,7 +23,7 @@ from streams.client.importing import (
 from streams.client.publisher import InvoicePublisher, PublishedEvent
 from streams.demo.feed import generate
 from streams.errors import InvoiceSyncError
-from streams.security.audit import AuditLog, cli_actor
+from streams.security.audit import audited, cli_actor
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -36,16 +37,35 @@ def _send_all(
     settings: Settings,
     label: str,
     sends: Sequence[Callable[[InvoicePublisher], Awaitable[PublishedEvent]]],
+    *,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
 ) -> None:
-    """Run every send with a progress bar; each one counts once the broker acked it."""
+    """Run every send with a progress bar; each one counts once the broker acked it.
+
+    Publishing changes what reaches the tax authority: it is audited (``action`` on
+    ``target``), with the count acked so far also when it fails midway."""
 
     async def run() -> None:
-        async with InvoicePublisher(settings) as publisher:
-            with click.progressbar(length=len(sends), label=label) as bar:
-                for start in range(0, len(sends), WINDOW):
-                    chunk = sends[start : start + WINDOW]
-                    await asyncio.gather(*(send(publisher) for send in chunk))
-                    bar.update(len(chunk))
+        async with (
+            open_ledger(settings) as ledger,
+            audited(ledger, cli_actor(), action, target=target) as outcome,
+        ):
+            outcome.detail.update(detail, published=0)
+            async with InvoicePublisher(settings) as publisher:
+                with click.progressbar(length=len(sends), label=label) as bar:
+                    for start in range(0, len(sends), WINDOW):
+                        chunk = sends[start : start + WINDOW]
+                        # Every send of the chunk ends before a failure is raised, so the
+                        # audited count is what the broker really holds.
+                        done = await asyncio.gather(*(send(publisher) for send in chunk),
+                                                    return_exceptions=True)  # fmt: skip
+                        failed = [e for e in done if isinstance(e, BaseException)]
+                        outcome.detail["published"] += len(done) - len(failed)
+                        bar.update(len(chunk))
+                        if failed:
+                            raise failed[0]
 
     try:
         asyncio.run(run())
@@ -83,7 +103,9 @@ def publish(count: int, realistic: bool, run_id: int | None, seed: int) -> None:
     sends = [
         (lambda p, key=item.key, value=item.value: p.publish_raw(key, value)) for item in items
     ]
-    _send_all(settings, f"publishing {count} to {settings.issued_topic}", sends)
+    _send_all(settings, f"publishing {count} to {settings.issued_topic}", sends,
+              action="publish.sample", target=settings.issued_topic,
+              detail={"requested": count, "run_id": run, "realistic": realistic})  # fmt: skip
     bad = sum(item.defect is not None for item in items)
     click.echo(f"published {len(items)} invoices (run id {run}"
                + (f", {bad} invalid on purpose" if bad else "") + ")")  # fmt: skip
@@ -140,19 +162,10 @@ def import_cmd(file: Path, skip_invalid: bool, check_only: bool, source: str) ->
         click.echo(f"{file.name}: {len(ready)} invoices, all valid")
         return
     sends = [_event_send(item) for item in ready]
-    _send_all(settings, f"publishing {len(ready)} to {settings.issued_topic}", sends)
-    _audit(settings, "import", str(file), {"published": len(ready), "skipped_rows": len(errors)})
+    _send_all(settings, f"publishing {len(ready)} to {settings.issued_topic}", sends,
+              action="import", target=str(file),
+              detail={"invoices": len(ready), "skipped_rows": len(errors)})  # fmt: skip
     click.echo(f"published {len(ready)} invoices from {file.name}")
-
-
-def _audit(settings: Settings, action: str, target: str, detail: dict[str, int]) -> None:
-    """Importing changes what reaches the tax authority: leave a trail."""
-
-    async def record() -> None:
-        async with open_ledger(settings) as ledger:
-            await AuditLog(ledger).record(cli_actor(), action, target=target, detail=detail)
-
-    asyncio.run(record())
 
 
 def _event_send(item: ReadyEvent) -> Callable[[InvoicePublisher], Awaitable[PublishedEvent]]:

@@ -18,6 +18,8 @@ from streams.security.crypto import new_key
 from streams.security.tokens import ROLES, Role, TokenStore, create_token, revoke_token
 
 T = TypeVar("T")
+#: the most audit entries one listing prints (narrow with the filters to see older ones)
+MAX_AUDIT_LIMIT = 10_000
 
 
 def _with_ledger(work: Callable[[Ledger], Awaitable[T]]) -> T:
@@ -71,21 +73,25 @@ def tokens_revoke(name: str) -> None:
 @click.option("--since", type=click.DateTime(), help="From this time (local, inclusive).")
 @click.option("--until", type=click.DateTime(), help="Before this time.")
 @click.option("--actor", help="Only this actor, e.g. cli:alice or token:ops-bot.")
-@click.option("--action", help="Only this action, e.g. dlq.replay, token.create.")
-@click.option("--limit", default=100, show_default=True, help="Newest entries first.")
+@click.option("--action", help="Only this action, e.g. dlq.replay, token.create, import.")
+@click.option("--target", help="Only this target, e.g. a token name, seller tax id or file.")
+@click.option("--outcome", help="Only outcomes starting so: ok, or failed (any reason).")
+@click.option("--limit", type=click.IntRange(1, MAX_AUDIT_LIMIT), default=100, show_default=True,
+              help="How many entries, newest first.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def audit(
     since: datetime | None, until: datetime | None, actor: str | None, action: str | None,
-    limit: int, as_json: bool,
+    target: str | None, outcome: str | None, limit: int, as_json: bool,
 ) -> None:  # fmt: skip
     """The audit trail: every mutating action, who did it, when, and how it ended."""
     since_aware = since.astimezone() if since else None
     until_aware = until.astimezone() if until else None
     entries = _with_ledger(
         lambda ledger: AuditLog(ledger).entries(
-            since=since_aware, until=until_aware, actor=actor, action=action, limit=limit
+            since=since_aware, until=until_aware, actor=actor, action=action, target=target,
+            outcome=outcome, limit=limit,
         )
-    )
+    )  # fmt: skip
     for e in entries:
         if as_json:
             click.echo(

@@ -8,7 +8,7 @@ open by accident.
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -40,11 +40,22 @@ def _deny(status: int, code: str, message: str, retry_after: float | None = None
 
 
 class FailureBrake:
-    """Rate-limits clients that keep presenting bad tokens (per remote address)."""
+    """Rate-limits clients that keep presenting bad tokens (per remote address).
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    Memory is bounded: only clients with a failure inside the window are kept, and at
+    most ``max_clients`` of them, the ones that failed longest ago going first (many
+    addresses guessing at once lose their oldest records, not the worker its memory)."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, max_clients: int = 10_000
+    ) -> None:
         self._clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._max_clients = max_clients
+        #: client → times of its recent failures; ordered by each client's last failure
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def blocked_for(self, client: str) -> float | None:
         recent = self._recent(client)
@@ -53,12 +64,25 @@ class FailureBrake:
         return _FAILURE_WINDOW - (self._clock() - recent[0])
 
     def failed(self, client: str) -> None:
-        self._recent(client).append(self._clock())
+        now = self._clock()
+        recent = self._recent(client)
+        recent.append(now)
+        self._failures[client] = recent
+        self._failures.move_to_end(client)
+        # The oldest last failures are at the front: drop those out of the window, then
+        # any beyond the cap.
+        while self._failures:
+            oldest, times = next(iter(self._failures.items()))
+            if len(self._failures) <= self._max_clients and now - times[-1] <= _FAILURE_WINDOW:
+                break
+            del self._failures[oldest]
 
     def _recent(self, client: str) -> deque[float]:
-        recent = self._failures[client]
+        recent = self._failures.get(client, deque())
         while recent and self._clock() - recent[0] > _FAILURE_WINDOW:
             recent.popleft()
+        if not recent:
+            self._failures.pop(client, None)
         return recent
 
 

@@ -77,8 +77,12 @@ class AuditLog:
         until: datetime | None = None,
         actor: str | None = None,
         action: str | None = None,
+        target: str | None = None,
+        outcome: str | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
+        """Newest first. ``outcome`` matches the start: ``failed`` finds every
+        ``failed: <reason>``."""
         async with self._ledger.connection() as conn:
             rows = await conn.fetch(
                 """SELECT at, actor, action, target, outcome, detail::text AS detail
@@ -87,8 +91,10 @@ class AuditLog:
                      AND ($2::timestamptz IS NULL OR at < $2)
                      AND ($3::text IS NULL OR actor = $3)
                      AND ($4::text IS NULL OR action = $4)
-                   ORDER BY id DESC LIMIT $5""",
-                since, until, actor, action, limit,
+                     AND ($5::text IS NULL OR target = $5)
+                     AND ($6::text IS NULL OR starts_with(outcome, $6))
+                   ORDER BY id DESC LIMIT $7""",
+                since, until, actor, action, target, outcome, limit,
             )  # fmt: skip
         return [
             AuditEntry(r["at"], r["actor"], r["action"], r["target"], r["outcome"],

@@ -24,6 +24,7 @@ from streams.client import InvoicePublisher
 from streams.demo.feed import SELLERS, generate, issued_event, make_invoice
 from streams.errors import SchemaViolationError, ValidationFailedError
 from streams.kafka.clients import consumer as make_consumer
+from streams.local.processes import free_port
 from streams.settings import Settings
 from streams.validation.today import beijing_today
 
@@ -288,6 +289,11 @@ async def test_publish_sample_confirms_every_invoice(
     store = pipeline.sandbox.store
     await eventually(lambda: all(store.stored(k) for k in keys), timeout=90)  # type: ignore[arg-type]
     assert all(store.post_count(k) == 1 for k in keys)  # type: ignore[arg-type]
+    trail = await invoke(env, "audit", "--action", "publish.sample", "--json", "--limit", "10")
+    [row] = [r for r in audit_rows(trail) if r["detail"]["run_id"] == run]
+    assert row["actor"] == f"cli:{getpass.getuser()}" and row["outcome"] == "ok"
+    assert row["target"] == pipeline.settings.issued_topic
+    assert row["detail"]["published"] == row["detail"]["requested"] == 20
 
 
 async def test_import_reports_every_bad_row_and_skip_invalid_publishes_the_rest(
@@ -378,3 +384,31 @@ async def test_a_large_replay_asks_first_and_every_replay_is_audited(
                                     "--limit", "1"))  # fmt: skip
     assert row["actor"] == f"cli:{getpass.getuser()}" and row["outcome"] == "ok"
     assert len(row["detail"]["records"]) >= CONFIRM_ABOVE + 1
+
+
+async def test_an_import_that_cannot_publish_is_audited_as_failed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / f"unsent-{RUN}.jsonl"
+    path.write_bytes(orjson.dumps(new_invoice(2)) + b"\n")
+    away = {**env, "INVOICE_SYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    result = await invoke(away, "import", str(path))
+    assert result.exit_code == 1
+    assert "failed" in result.output
+    [row] = audit_rows(await invoke(env, "audit", "--target", str(path), "--json"))
+    assert row["action"] == "import" and row["actor"] == f"cli:{getpass.getuser()}"
+    assert row["outcome"].startswith("failed: ")
+    assert row["detail"] == {"invoices": 1, "skipped_rows": 0, "published": 0}
+    # --outcome matches the start of the outcome: "failed" finds every failure.
+    failed = audit_rows(await invoke(env, "audit", "--outcome", "failed", "--json",
+                                     "--limit", "10000"))  # fmt: skip
+    assert row in failed and all(r["outcome"].startswith("failed") for r in failed)
+    assert row not in audit_rows(await invoke(env, "audit", "--outcome", "ok", "--json",
+                                              "--target", str(path)))  # fmt: skip
+
+
+@pytest.mark.parametrize("limit", ["0", "10001", "many"])
+async def test_audit_limit_is_range_checked(env: dict[str, str], limit: str) -> None:
+    result = await invoke(env, "audit", "--limit", limit)
+    assert result.exit_code == 2
+    assert "--limit" in result.output

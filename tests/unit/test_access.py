@@ -85,3 +85,42 @@ async def test_repeated_failures_are_rate_limited(
     blocked = await client.get("/invoices/1", headers=_bearer("isk_viewer"))
     assert blocked.status == 429
     assert int(blocked.headers["Retry-After"]) > 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_brake_forgets_clients_whose_failures_are_old() -> None:
+    clock = Clock()
+    brake = FailureBrake(clock)
+    for n in range(100):
+        brake.failed(f"10.0.0.{n}")
+    assert len(brake) == 100
+    clock.now += 61  # past the one-minute window
+    brake.failed("10.0.1.1")
+    assert len(brake) == 1
+    # Asking about a client that never failed keeps nothing about it.
+    assert brake.blocked_for("10.0.2.2") is None
+    assert len(brake) == 1
+
+
+def test_the_brake_keeps_at_most_max_clients_dropping_the_longest_quiet() -> None:
+    clock = Clock()
+    brake = FailureBrake(clock, max_clients=3)
+    for _ in range(10):
+        brake.failed("guesser")
+    for n in range(3):
+        clock.now += 1
+        brake.failed(f"other-{n}")
+    assert len(brake) == 3
+    assert brake.blocked_for("guesser") is None  # evicted: it failed longest ago
+    clock.now += 1
+    for _ in range(10):
+        brake.failed("guesser")
+    assert brake.blocked_for("guesser") is not None
+    assert len(brake) == 3
