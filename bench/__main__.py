@@ -61,7 +61,7 @@ async def bench(data_dir: Path) -> Results:
 
     concurrency = Settings().platform_concurrency
     run_id = int(time.time()) % 10**6 * 100  # distinct invoice numbers per scenario
-    results = Results(scale=scale, stack="embedded")
+    results = Results(scale=scale, stack="embedded", concurrency=concurrency)
     say(f"starting the embedded stack in {data_dir}")
     async with local_stack(data_dir, prefer_containers=False) as stack:
         services = Services(stack.bootstrap, stack.database_url, data_dir)

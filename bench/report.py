@@ -15,6 +15,8 @@ from bench.pipeline import RunResult, SteadyResult
 class Results:
     scale: float
     stack: str
+    #: concurrent platform requests, in the ceiling loops and the worker alike
+    concurrency: int = 0
     kafka: Ceiling | None = None
     http: Ceiling | None = None
     http_50ms: Ceiling | None = None
@@ -77,7 +79,7 @@ def render(r: Results) -> str:
     if r.http:
         rows.append(
             (
-                "ceiling: signed POST loop, concurrency 32",
+                f"ceiling: signed POST loop, concurrency {r.concurrency}",
                 f"{r.http.rate:,.0f} req/s",
                 f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each",
             )
@@ -87,7 +89,8 @@ def render(r: Results) -> str:
             (
                 "ceiling: same loop, sandbox at 50 ms",
                 f"{r.http_50ms.rate:,.0f} req/s",
-                "Little's law: concurrency ÷ latency = 32 ÷ 0.05 s = 640/s",
+                f"Little's law: concurrency ÷ latency = {r.concurrency} ÷ 0.05 s"
+                f" = {r.concurrency / 0.05:,.0f}/s",
             )
         )
     if r.postgres:
