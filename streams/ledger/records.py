@@ -44,6 +44,9 @@ class InvoiceRecord:
     #: parked in backoff: when to try again, and the transient failures so far
     next_attempt_at: datetime | None = None
     failures: int = 0
+    #: a red-letter invoice's original (same seller); None for a blue one and for rows
+    #: written before migration 0005
+    original_invoice_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

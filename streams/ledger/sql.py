@@ -5,17 +5,17 @@ COLUMNS = (
     "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
     "source_event_id, source_partition, source_offset, attempts, platform_ref, accepted_at, "
     "receipt_id, error_code, error_message, error_field, issued_at, created_at, updated_at, "
-    "confirmed_at, next_attempt_at, failures"
+    "confirmed_at, next_attempt_at, failures, original_invoice_number"
 )
 
 _INPUT_COLUMNS = (
     "seller_tax_id, invoice_number, state, content_hash, kind, issue_date, total_with_tax, "
     "payload, source_event_id, source_partition, source_offset, attempts, platform_ref, "
     "accepted_at, receipt_id, error_code, error_message, error_field, issued_at, confirmed_at, "
-    "next_attempt_at, failures, payload_key_id"
+    "next_attempt_at, failures, payload_key_id, original_invoice_number"
 )
 
-# Every change names the state it expects the row in ($24, NULL: no row yet). A row in
+# Every change names the state it expects the row in ($25, NULL: no row yet). A row in
 # another state, or CONFIRMED, means another writer (a rebalance, the resume loop, the
 # receipt poller) got there first: the change is skipped, and the keys that did change
 # come back, so history is only written for them. One statement, any batch size.
@@ -25,7 +25,7 @@ WITH input AS (
         $6::date[], $7::numeric[], $8::bytea[], $9::text[], $10::int[], $11::bigint[],
         $12::int[], $13::text[], $14::timestamptz[], $15::text[], $16::text[], $17::text[],
         $18::text[], $19::timestamptz[], $20::timestamptz[], $21::timestamptz[], $22::int[],
-        $23::text[], $24::text[])
+        $23::text[], $24::text[], $25::text[])
         AS t({_INPUT_COLUMNS}, previous)
 ),
 inserted AS (
@@ -58,6 +58,7 @@ updated AS (
         confirmed_at = n.confirmed_at,
         next_attempt_at = n.next_attempt_at,
         failures = n.failures,
+        original_invoice_number = n.original_invoice_number,
         updated_at = now()
     FROM input AS n
     WHERE n.previous IS NOT NULL
@@ -75,4 +76,16 @@ INSERT INTO invoice_history (seller_tax_id, invoice_number, from_state, to_state
     reason_code, detail, worker_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[])
+"""
+
+# The absolute total of the CONFIRMED red-letter invoices against each original, 0 for
+# none: one statement for a whole wave, each original an index-bound probe of
+# invoices_original (the equality implies the index's NOT NULL predicate).
+CREDITED = """
+SELECT k.s AS seller_tax_id, k.n AS invoice_number,
+       COALESCE(sum(abs(i.total_with_tax)), 0) AS credited
+FROM unnest($1::text[], $2::text[]) AS k(s, n)
+LEFT JOIN invoices i
+    ON i.seller_tax_id = k.s AND i.original_invoice_number = k.n AND i.state = 'CONFIRMED'
+GROUP BY k.s, k.n
 """

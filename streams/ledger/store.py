@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,7 +24,7 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
-from streams.ledger.sql import APPLY, COLUMNS, HISTORY_INSERT
+from streams.ledger.sql import APPLY, COLUMNS, CREDITED, HISTORY_INSERT
 from streams.ledger.states import State, check_transition
 from streams.security.crypto import PayloadCipher
 
@@ -65,6 +66,7 @@ def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
         confirmed_at=row["confirmed_at"],
         next_attempt_at=row["next_attempt_at"],
         failures=row["failures"],
+        original_invoice_number=row["original_invoice_number"],
     )
 
 
@@ -191,6 +193,20 @@ class Ledger:
                 key.invoice_number,
             )
         return None if row is None else record_from_row(row)
+
+    async def credited(self, originals: Sequence[InvoiceKey]) -> dict[InvoiceKey, Decimal]:
+        """For each original, the absolute total of the CONFIRMED red-letter invoices
+        against it (0 when none), in one round trip."""
+        unique = list(dict.fromkeys(originals))  # a repeated key would be summed twice
+        if not unique:
+            return {}
+        async with self.connection() as conn:
+            rows = await conn.fetch(
+                CREDITED,
+                [k.seller_tax_id for k in unique],
+                [k.invoice_number for k in unique],
+            )
+        return {InvoiceKey(r["seller_tax_id"], r["invoice_number"]): r["credited"] for r in rows}
 
     async def find(
         self, invoice_number: str, seller_tax_id: str | None = None
@@ -328,7 +344,7 @@ class Ledger:
         )
 
     def _columns_of(self, changes: Sequence[Change]) -> list[list[Any]]:
-        columns: list[list[Any]] = [[] for _ in range(23)]
+        columns: list[list[Any]] = [[] for _ in range(24)]
         for change in changes:
             r = change.record
             payload, key_id = self._seal(r.key, change.payload)
@@ -356,6 +372,7 @@ class Ledger:
                 r.next_attempt_at,
                 r.failures,
                 key_id,
+                r.original_invoice_number,
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)

@@ -11,6 +11,12 @@ A red-letter invoice whose original is not confirmed yet is *parked* in the
 ledger (state RECEIVED, with its payload) instead of holding up the partition;
 ``resume`` sends it once the original is confirmed, or fails it after
 ``original_wait_seconds``. Parking in the ledger, not in memory, survives a crash.
+
+Before a red-letter invoice leaves for the platform it must fit in what remains of
+its original: the original's total less the confirmed red-letter invoices against
+it (one ledger query per wave) and the reds already let through in the same wave.
+One that does not fit fails as ``VALIDATION`` on ``invoice.total_with_tax`` and is
+never POSTed; the platform would only answer 422 ``RED_EXCEEDS_ORIGINAL``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import partial
 from typing import TypeVar
 
-from streams.errors import InvalidEventError, LedgerUnavailableError
+from streams.errors import InvalidEventError, LedgerUnavailableError, ValidationFailedError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.observability.metrics import Metrics
@@ -115,11 +122,17 @@ class Processor:
                                               exception_class=type(exc).__name__)  # fmt: skip
         keys = [e.key for e in events] + [k for e in events if (k := original_key(e))]
         existing = await self._until_ledger(lambda: self._ledger.load(keys))
+        in_wave = {e.key for e in events}
+        credit = await self._credited({
+            k for e in events
+            if e.violation is None and (k := original_key(e)) is not None
+            and (k in in_wave or _confirmed(existing.get(k)))
+        })  # fmt: skip
         claims: list[Change] = []
         submit: list[Submission] = []
         # Originals first, so a red-letter invoice knows whether its original is in this wave.
         for event in sorted(events, key=lambda e: original_key(e) is not None):
-            self._plan(event, existing, claims, submit, out)
+            self._plan(event, existing, credit, claims, submit, out)
         lost = await self._until_ledger(lambda: self._ledger.apply(claims))
         # A claim another worker beat us to: that worker owns the invoice now.
         await self._submit([s for s in submit if s[0].key not in lost], out)
@@ -131,6 +144,7 @@ class Processor:
         self,
         event: IssuedEvent,
         existing: dict[InvoiceKey, InvoiceRecord],
+        credit: dict[InvoiceKey, Decimal],
         claims: list[Change],
         submit: list[Submission],
         out: list[OutMessage],
@@ -139,39 +153,29 @@ class Processor:
         previous = None if current is None else current.state
         identity = (event.key, event.event_id)
         if event.violation is not None:
-            exc = event.violation
-            context = {"invoice_key": str(event.key), "event_id": event.event_id}
-            log.warning("invoice %s failed validation: %s", event.key, exc.message, extra=context)
-            if current is not None and current.state != State.FAILED:
-                # Confirmed, or on its way (its receipt id, its parked retry): the row
-                # belongs to the earlier event; this one only leaves a trace.
-                claims.append(Change(current, previous, event.event_id, exc.reason_code,
-                                     exc.message, history_only=True))  # fmt: skip
-            else:
-                failed = replace(
-                    new_record(event, State.FAILED),
-                    error_code=exc.reason_code, error_message=exc.message, error_field=exc.field,
-                )  # fmt: skip
-                claims.append(Change(failed, previous, event.event_id, exc.reason_code,
-                                     exc.message, payload=event.raw.value))  # fmt: skip
-            out += self._messages.failure(event.raw, identity, exc.reason_code, exc.message,
-                                          exc.field, retryable=False, attempts=0,
-                                          exception_class=type(exc).__name__)  # fmt: skip
+            # Confirmed, or on its way (its receipt id, its parked retry): the row
+            # belongs to the earlier event; this one only leaves a trace.
+            in_flight = current is not None and current.state != State.FAILED
+            self._reject(event, event.violation, current, claims, out, keep_row=in_flight)
             return
         action = decide(current, event.content_hash, datetime.now(UTC))
         if action is Action.SUBMIT:
             attempts = current.attempts if current and current.state != State.FAILED else 0
             original = original_key(event)
-            found = None if original is None else existing.get(original)
-            ready = (
-                original is None
-                or original in {e.key for e, _ in submit}
-                or (found is not None and found.state == State.CONFIRMED)
-            )
+            planned = {e.key: r for e, r in submit}
+            found = None if original is None else planned.get(original) or existing.get(original)
+            ready = original is None or original in planned or _confirmed(found)
             state = State.SUBMITTING if ready else State.RECEIVED
             if previous == State.RECEIVED and not ready:
                 return  # already parked; the resume loop has it
             record = replace(new_record(event, state), attempts=attempts)
+            # A SUBMITTING red was let through before and may be stored already: its
+            # re-post is the platform's to answer (a 409 echo), not this check's.
+            if ready and found is not None and previous != State.SUBMITTING:
+                problem = _over_credit(record, found, credit)
+                if problem is not None:
+                    self._reject(event, problem, current, claims, out, keep_row=False)
+                    return
             reason = WAITING_FOR_ORIGINAL if not ready else (
                 "REPLAY" if previous == State.FAILED else
                 "RESUME" if previous is not None else None)  # fmt: skip
@@ -212,12 +216,49 @@ class Processor:
                                           None, retryable=False, attempts=0,
                                           exception_class="DuplicateConflict")  # fmt: skip
 
+    def _reject(
+        self,
+        event: IssuedEvent,
+        exc: InvalidEventError,
+        current: InvoiceRecord | None,
+        claims: list[Change],
+        out: list[OutMessage],
+        *,
+        keep_row: bool,
+    ) -> None:
+        """Fail ``event`` on a broken rule and dead-letter it; with ``keep_row`` the
+        ledger row stays as it is and only the history notes it."""
+        previous = None if current is None else current.state
+        context = {"invoice_key": str(event.key), "event_id": event.event_id}
+        log.warning("invoice %s failed validation: %s", event.key, exc.message, extra=context)
+        if keep_row:
+            assert current is not None
+            claims.append(Change(current, previous, event.event_id, exc.reason_code,
+                                 exc.message, history_only=True))  # fmt: skip
+        else:
+            failed = replace(
+                new_record(event, State.FAILED),
+                error_code=exc.reason_code, error_message=exc.message, error_field=exc.field,
+            )  # fmt: skip
+            claims.append(Change(failed, previous, event.event_id, exc.reason_code,
+                                 exc.message, payload=event.raw.value))  # fmt: skip
+        out += self._messages.failure(event.raw, (event.key, event.event_id), exc.reason_code,
+                                      exc.message, exc.field, retryable=False, attempts=0,
+                                      exception_class=type(exc).__name__)  # fmt: skip
+
+    async def _credited(self, originals: set[InvoiceKey]) -> dict[InvoiceKey, Decimal]:
+        if not originals:
+            return {}
+        return await self._until_ledger(lambda: self._ledger.credited(sorted(originals)))
+
     async def resume(self, parked: Sequence[tuple[InvoiceRecord, bytes]]) -> None:
         """Finish invoices the ledger holds unfinished: parked red-letter invoices whose
         original may now be confirmed, and attempts a crashed worker left mid-flight."""
         out: list[OutMessage] = []
         claims: list[Change] = []
         submit: list[Submission] = []
+        # Parked reds now free to go, with their original: they must fit in it first.
+        freed: list[tuple[InvoiceRecord, IssuedEvent, InvoiceRecord]] = []
         now = datetime.now(UTC)
         for record, payload in parked:
             raw = RawRecord(
@@ -230,11 +271,7 @@ class Processor:
             try:
                 event = self._decoder.decode(raw)
             except InvalidEventError as exc:
-                claims.append(self._failed(record, exc.reason_code, exc.message, exc.field))
-                out += self._messages.failure(raw, (record.key, record.source_event_id or ""),
-                                              exc.reason_code, exc.message, exc.field,
-                                              retryable=False, attempts=record.attempts,
-                                              exception_class=type(exc).__name__)  # fmt: skip
+                self._reject_parked(record, raw, record.source_event_id or "", exc, claims, out)
                 continue
             original = original_key(event)
             if record.state == State.RECEIVED and original is not None:
@@ -247,12 +284,46 @@ class Processor:
                                                    result.field))  # fmt: skip
                         out += self._failure_of(event, result, record.attempts)
                     continue
-            submitting = replace(record, state=State.SUBMITTING)
-            claims.append(Change(submitting, record.state, event.event_id, "RESUME"))
-            submit.append((event, submitting))
+                freed.append((record, event, found))
+                continue
+            self._resume(record, event, claims, submit)
+        credit = await self._credited({blue.key for _, _, blue in freed})
+        for record, event, blue in freed:
+            problem = _over_credit(record, blue, credit)
+            if problem is None:
+                self._resume(record, event, claims, submit)
+            else:
+                self._reject_parked(record, event.raw, event.event_id, problem, claims, out)
         lost = await self._until_ledger(lambda: self._ledger.apply(claims))
         await self._submit([s for s in submit if s[0].key not in lost], out)
         await self._output.publish(out)
+
+    def _resume(
+        self,
+        record: InvoiceRecord,
+        event: IssuedEvent,
+        claims: list[Change],
+        submit: list[Submission],
+    ) -> None:
+        submitting = replace(record, state=State.SUBMITTING)
+        claims.append(Change(submitting, record.state, event.event_id, "RESUME"))
+        submit.append((event, submitting))
+
+    def _reject_parked(
+        self,
+        record: InvoiceRecord,
+        raw: RawRecord,
+        event_id: str,
+        exc: InvalidEventError,
+        claims: list[Change],
+        out: list[OutMessage],
+    ) -> None:
+        log.warning("invoice %s failed validation: %s", record.key, exc.message,
+                    extra={"invoice_key": str(record.key), "event_id": event_id})  # fmt: skip
+        claims.append(self._failed(record, exc.reason_code, exc.message, exc.field))
+        out += self._messages.failure(raw, (record.key, event_id), exc.reason_code, exc.message,
+                                      exc.field, retryable=False, attempts=record.attempts,
+                                      exception_class=type(exc).__name__)  # fmt: skip
 
     async def _submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
         loop = asyncio.get_running_loop()
@@ -368,6 +439,34 @@ class Processor:
                 log.warning("ledger is back; resuming")
                 self._health.ledger_available = True
             return result
+
+
+def _confirmed(record: InvoiceRecord | None) -> bool:
+    return record is not None and record.state == State.CONFIRMED
+
+
+def _over_credit(
+    red: InvoiceRecord, original: InvoiceRecord, credit: dict[InvoiceKey, Decimal]
+) -> ValidationFailedError | None:
+    """Why ``red`` does not fit in what remains of ``original``, or None; one that fits is
+    counted in ``credit``, so the next red of the same original sees it spent."""
+    if red.total_with_tax is None or original.total_with_tax is None:
+        return None  # amounts the ledger could not read: the platform's check decides
+    amount = abs(red.total_with_tax)
+    spent = credit.get(original.key, Decimal(0))
+    remaining = original.total_with_tax - spent
+    if amount > remaining:
+        left = max(remaining, Decimal(0))
+        return ValidationFailedError(
+            f"total_with_tax reverses {amount:.2f}, but only {left:.2f} remains of original "
+            f"invoice {original.key.invoice_number} (its total {original.total_with_tax:.2f}, "
+            f"{spent:.2f} already reversed by other red-letter invoices); lower the amounts "
+            f"to at most {left:.2f}.",
+            field="invoice.total_with_tax",
+            invoice_key=str(red.key),
+        )
+    credit[original.key] = spent + amount
+    return None
 
 
 def _original_missing(

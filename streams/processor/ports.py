@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
@@ -19,6 +20,11 @@ class LedgerPort(Protocol):
     async def load(self, keys: Sequence[InvoiceKey]) -> dict[InvoiceKey, InvoiceRecord]: ...
 
     async def get(self, key: InvoiceKey) -> InvoiceRecord | None: ...
+
+    async def credited(self, originals: Sequence[InvoiceKey]) -> dict[InvoiceKey, Decimal]:
+        """For each original, the absolute total of the CONFIRMED red-letter invoices
+        against it (0 when none): one call for a whole wave."""
+        ...
 
     async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
         """Write ``changes``; returns the keys skipped because another writer changed

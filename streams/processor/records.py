@@ -55,6 +55,12 @@ def new_record(event: IssuedEvent, state: State) -> InvoiceRecord:
         source_partition=event.raw.partition,
         source_offset=event.raw.offset,
         issued_at=event.occurred_at,
+        # Only reds carry it: the ledger sums confirmed reds per original by this column.
+        original_invoice_number=(
+            _str_or_none(invoice.get("original_invoice_number"))
+            if invoice.get("kind") == "red"
+            else None
+        ),
     )
 
 

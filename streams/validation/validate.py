@@ -2,9 +2,11 @@
 
 ``validate_invoice`` runs after the schema, so types are normally right; it still
 checks each value it reads and reports a ``Violation`` rather than raising, because
-one odd value must fail one invoice, not the worker. Rules that need the ledger
-(a red invoice's original is confirmed, is the same seller's, and has enough left
-to reverse) are checked by the processor.
+one odd value must fail one invoice, not the worker. Rules that need the ledger are
+checked by ``streams.processor.pipeline``: a red invoice waits until its original (the
+same seller's, by key) is confirmed, and is failed as ``VALIDATION`` on
+``invoice.total_with_tax`` if it exceeds what remains of that original after the
+confirmed red invoices against it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from streams.errors import LedgerUnavailableError
@@ -23,6 +24,7 @@ class FakeLedger:
         self.history: list[Change] = []
         self.payloads: dict[InvoiceKey, bytes] = {}
         self.unavailable_for = 0  # calls that fail before the database "returns"
+        self.credit_queries = 0
 
     def _maybe_down(self) -> None:
         if self.unavailable_for:
@@ -36,6 +38,16 @@ class FakeLedger:
     async def get(self, key: InvoiceKey) -> InvoiceRecord | None:
         self._maybe_down()
         return self.rows.get(key)
+
+    async def credited(self, originals: Sequence[InvoiceKey]) -> dict[InvoiceKey, Decimal]:
+        self._maybe_down()
+        self.credit_queries += 1
+        credit = dict.fromkeys(originals, Decimal(0))
+        for r in self.rows.values():
+            original = InvoiceKey(r.key.seller_tax_id, r.original_invoice_number or "")
+            if r.state == State.CONFIRMED and original in credit:
+                credit[original] += abs(r.total_with_tax or 0)
+        return credit
 
     async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
         """Like ``Ledger.apply``: a change whose row moved on meanwhile is skipped."""

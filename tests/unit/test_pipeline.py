@@ -6,6 +6,7 @@ import asyncio
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -517,3 +518,86 @@ async def test_identical_resend_of_a_parked_invoice_is_left_to_the_resume_loop()
     await h.processor.process([h.record(issued_event(inv))])
     assert h.platform.posts == [inv["invoice_number"]]
     assert h.state(inv) == State.SUBMITTING and h.output.messages == []
+
+
+def _three_equal_lines(h: Harness, n: int) -> dict[str, Any]:
+    """A blue invoice of three identical lines, so reds of one or two of them are easy."""
+    inv = h.invoice(n)
+    lines = [{**inv["lines"][0], "line_no": no} for no in (1, 2, 3)]
+    amount = sum(Decimal(line["amount"]) for line in lines)
+    tax = sum(Decimal(line["tax_amount"]) for line in lines)
+    return {**inv, "lines": lines, "total_amount": str(amount), "total_tax": str(tax),
+            "total_with_tax": str(amount + tax)}  # fmt: skip
+
+
+def _red(h: Harness, n: int, blue: dict[str, Any], lines: int) -> dict[str, Any]:
+    """A red-letter invoice reversing the first ``lines`` lines of ``blue``."""
+    return h.invoice(n, kind="red", original={**blue, "lines": blue["lines"][:lines]})
+
+
+async def test_red_invoice_exceeding_its_original_fails_without_a_post() -> None:
+    h = Harness()
+    blue = _three_equal_lines(h, 1)
+    await h.processor.process([h.record(issued_event(blue))])
+    red = _red(h, 2, {**blue, "lines": blue["lines"] * 2}, lines=4)
+    await h.processor.process([h.record(issued_event(red))])
+    assert h.platform.posts == [blue["invoice_number"]]
+    assert h.state(red) == State.FAILED
+    [failed] = decoded(h.output.on("failed"))
+    validate_event("invoice.failed", failed)
+    assert (failed["reason_code"], failed["field"]) == ("VALIDATION", "invoice.total_with_tax")
+    reversed_, total = red["total_with_tax"].lstrip("-"), blue["total_with_tax"]
+    assert (
+        f"reverses {reversed_}" in failed["reason"] and f"only {total} remains" in failed["reason"]
+    )
+    assert len(h.output.on("dlq")) == 1
+
+
+@pytest.mark.parametrize("original_first", [True, False], ids=["confirmed-before", "same-wave"])
+async def test_two_reds_that_together_exceed_their_original_send_only_the_first(
+    original_first: bool,
+) -> None:
+    h = Harness()
+    blue = _three_equal_lines(h, 1)
+    first, second = _red(h, 2, blue, lines=2), _red(h, 3, blue, lines=2)
+    batch = [h.record(issued_event(first)), h.record(issued_event(second))]
+    if original_first:
+        await h.processor.process([h.record(issued_event(blue))])
+    else:
+        batch.insert(0, h.record(issued_event(blue)))
+    await h.processor.process(batch)
+    assert h.platform.posts == [blue["invoice_number"], first["invoice_number"]]
+    assert (h.state(first), h.state(second)) == (State.CONFIRMED, State.FAILED)
+    [failed] = decoded(h.output.on("failed"))
+    assert failed["invoice_number"] == second["invoice_number"]
+    assert failed["field"] == "invoice.total_with_tax"
+    assert h.ledger.credit_queries == 1  # one query for the wave, not one per red
+
+
+async def test_red_that_exactly_uses_up_its_original_is_sent_and_the_next_one_fails() -> None:
+    h = Harness()
+    blue = _three_equal_lines(h, 1)
+    two_thirds, last_third, one_more = (_red(h, n, blue, lines) for n, lines in
+                                        ((2, 2), (3, 1), (4, 1)))  # fmt: skip
+    for inv in (blue, two_thirds, last_third, one_more):
+        await h.processor.process([h.record(issued_event(inv))])
+    assert h.state(last_third) == State.CONFIRMED
+    assert h.state(one_more) == State.FAILED
+    assert h.platform.posts == [i["invoice_number"] for i in (blue, two_thirds, last_third)]
+    [failed] = decoded(h.output.on("failed"))
+    assert "only 0.00 remains" in failed["reason"]
+
+
+async def test_parked_reds_that_together_exceed_their_original_send_only_the_first() -> None:
+    h = Harness()
+    blue = _three_equal_lines(h, 1)
+    first, second = _red(h, 2, blue, lines=2), _red(h, 3, blue, lines=2)
+    await h.processor.process([h.record(issued_event(first)), h.record(issued_event(second))])
+    assert h.platform.posts == [] and h.ledger.credit_queries == 0
+    await h.processor.process([h.record(issued_event(blue))])
+    await h.processor.resume(await h.parked())
+    assert h.platform.posts == [blue["invoice_number"], first["invoice_number"]]
+    assert (h.state(first), h.state(second)) == (State.CONFIRMED, State.FAILED)
+    [failed] = decoded(h.output.on("failed"))
+    assert (failed["reason_code"], failed["field"]) == ("VALIDATION", "invoice.total_with_tax")
+    assert len(h.output.on("dlq")) == 1 and h.ledger.credit_queries == 1
