@@ -92,13 +92,15 @@ class Runtime(Service):
             probe_interval=s.breaker_probe_interval,
             on_change=self._circuit_changed,
         )
+        # One bucket for uploads and receipt polls alike: the rate limit is the worker's.
+        bucket = TokenBucket(s.platform_rate_limit)
         deliverer = Deliverer(
             self.platform,
             Backoff(s.retry_base_delay, s.retry_max_delay, s.retry_max_attempts),
             self.health,
             concurrency=s.platform_concurrency,
             breaker=self.breaker,
-            bucket=TokenBucket(s.platform_rate_limit),
+            bucket=bucket,
             crash=crash,
             auth_retry_seconds=s.platform_auth_retry_seconds,
             park_after=s.park_after_seconds,
@@ -125,6 +127,8 @@ class Runtime(Service):
             messages=messages,
             interval=s.receipt_poll_interval,
             stuck_after=s.receipt_stuck_seconds,
+            breaker=self.breaker,
+            bucket=bucket,
         )
         access = access_middleware(TokenStore(self.ledger), ROUTE_ROLES)
         api = build_api(self.ledger, self.health, self.metrics, settings=s, middlewares=[access],
