@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from streams.api.keys import LEDGER, SETTINGS
+from streams.api.listing import BadRequestError, parse_day
 from streams.api.views import record_view
 from streams.dlq.reader import DlqFilter, parse_position
 from streams.dlq.replay import replay_and_audit, select_records
@@ -27,16 +28,8 @@ from streams.security.tokens import (
     revoke_token,
 )
 
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: token names show up in the audit trail and in `tokens list`: printable, bounded
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9._@:-]{1,64}")
-
-
-class BadBodyError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -53,9 +46,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
-        raise BadBodyError("body", "the body must be a JSON object") from None
+        raise BadRequestError("body", "the body must be a JSON object") from None
     if not isinstance(body, dict):
-        raise BadBodyError("body", "the body must be a JSON object")
+        raise BadRequestError("body", "the body must be a JSON object")
     return body
 
 
@@ -64,27 +57,21 @@ def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | N
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value or "\x00" in value:
-        raise BadBodyError(name, f"{name} must be a non-empty string")
+        raise BadRequestError(name, f"{name} must be a non-empty string")
     return value
 
 
 def _flag(body: dict[str, Any], name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise BadBodyError(name, f"{name} must be true or false")
+        raise BadRequestError(name, f"{name} must be true or false")
     return value
 
 
 def _day(body: dict[str, Any], name: str) -> date:
     value = _text(body, name, required=True)
     assert value is not None
-    bad = BadBodyError(name, f"{name} must be a date, YYYY-MM-DD")
-    if _DATE.fullmatch(value) is None:
-        raise bad
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise bad from None
+    return parse_day(name, value)
 
 
 def _moment(body: dict[str, Any], name: str) -> datetime | None:
@@ -96,14 +83,14 @@ def _moment(body: dict[str, Any], name: str) -> datetime | None:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise BadBodyError(name, f"{name} must be a date-time with an offset")
+        raise BadRequestError(name, f"{name} must be a date-time with an offset")
     return moment
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadBodyError(name, f"{name} must be a number from {low:g} to {high:g}")
+        raise BadRequestError(name, f"{name} must be a number from {low:g} to {high:g}")
     return float(value)
 
 
@@ -111,17 +98,17 @@ async def replay_dlq(request: web.Request) -> web.Response:
     body = await _body(request)
     positions_raw = body.get("positions", [])
     if not isinstance(positions_raw, list) or len(positions_raw) > 1000:
-        raise BadBodyError("positions", "positions must be a list of up to 1000 'P:O' strings")
+        raise BadRequestError("positions", "positions must be a list of up to 1000 'P:O' strings")
     try:
         positions = [parse_position(str(p)) for p in positions_raw]
     except ValueError as exc:
-        raise BadBodyError("positions", str(exc)) from None
+        raise BadRequestError("positions", str(exc)) from None
     selected = DlqFilter(_text(body, "reason"), _text(body, "seller_tax_id"),
                          _text(body, "invoice_number"), _moment(body, "since"),
                          _moment(body, "until"))  # fmt: skip
     everything, dry_run = _flag(body, "all"), _flag(body, "dry_run")
     if selected.empty and not positions and not everything:
-        raise BadBodyError("all", "select records with a filter, positions, or all: true")
+        raise BadRequestError("all", "select records with a filter, positions, or all: true")
     settings = request.app[SETTINGS]
     found, missing = await select_records(settings, selected, positions)
     if missing:
@@ -145,7 +132,7 @@ async def repair(request: web.Request) -> web.Response:
     assert seller is not None
     first, last = _day(body, "from"), _day(body, "to")
     if first > last:
-        raise BadBodyError("from", "from must not be after to")
+        raise BadRequestError("from", "from must not be after to")
     ledger = request.app[LEDGER]
     async with PlatformClient.from_settings(request.app[SETTINGS]) as pc:
         comparison, redrive = await reconcile_and_repair(ledger, pc, seller, first, last,
@@ -188,10 +175,10 @@ async def new_token(request: web.Request) -> web.Response:
     body = await _body(request)
     name = _text(body, "name", required=True)
     if name is None or _TOKEN_NAME.fullmatch(name) is None:
-        raise BadBodyError("name", "name must be 1-64 of letters, digits and . _ @ : -")
+        raise BadRequestError("name", "name must be 1-64 of letters, digits and . _ @ : -")
     role = body.get("role")
     if role not in ROLES:
-        raise BadBodyError("role", f"role must be one of {', '.join(ROLES)}")
+        raise BadRequestError("role", f"role must be one of {', '.join(ROLES)}")
     ledger = request.app[LEDGER]
     try:
         token = await create_token(ledger, name, role, actor=actor(request))

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from streams.api import admin
 from streams.api.keys import LEDGER, SETTINGS
-from streams.api.listing import BadQueryError, parse_list_query
+from streams.api.listing import BadRequestError, parse_list_query
 from streams.api.views import invoice_lookup, record_view
 from streams.errors import InvoiceSyncError, LedgerUnavailableError, PlatformError
 from streams.ledger.queries import invoice_page
@@ -77,7 +77,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except (BadQueryError, admin.BadBodyError) as exc:
+    except BadRequestError as exc:
         return _error(400, "BAD_REQUEST", exc.message, exc.field)
     except LedgerUnavailableError as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
