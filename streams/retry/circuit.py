@@ -64,6 +64,9 @@ class CircuitBreaker:
         if self.state != CircuitState.CLOSED:
             log.warning("platform answers again: circuit closed, intake resumes")
             self._set(CircuitState.CLOSED)
+            # Also when the answer came from a request sent before the circuit opened,
+            # not from the half-open trial: waiting deliveries must go again.
+            self._passable.set()
         self._trial_in_flight = False
 
     def failure(self) -> None:

@@ -81,6 +81,22 @@ async def test_successes_reset_the_failure_count() -> None:
     await breaker.close()
 
 
+async def test_an_answer_to_a_request_sent_before_the_circuit_opened_lets_deliveries_go() -> None:
+    async def probe() -> bool:
+        return False  # only the late answer can close it
+
+    breaker = CircuitBreaker(probe, threshold=2, probe_interval=1)
+    try:
+        breaker.failure()
+        breaker.failure()
+        assert breaker.state == CircuitState.OPEN
+        breaker.success()  # a request admitted while closed answers after the opening
+        assert breaker.state == CircuitState.CLOSED
+        await asyncio.wait_for(breaker.admit(), 1.0)
+    finally:
+        await breaker.close()
+
+
 async def test_token_bucket_paces_beyond_the_burst() -> None:
     now = [0.0]
     slept: list[float] = []
