@@ -21,6 +21,8 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
     app = WorkerApp(
         settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        # A record larger than this still comes whole (Kafka returns at least one batch).
+        fetch_max_bytes=2 * settings.max_message_bytes,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         # Values stay raw bytes: we decode once with orjson, and dead letters need the
         # original bytes untouched.
@@ -30,7 +32,7 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         broker_heartbeat_interval=max(settings.kafka_session_timeout / 10, 0.5),
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4 * 1024 * 1024),
+        consumer_max_fetch_size=settings.max_message_bytes,
         # Read ahead a couple of batches, not thousands of events: memory stays a fixed
         # multiple of the batch size however deep the backlog (RSS target in bench/).
         broker_max_poll_records=settings.batch_size,

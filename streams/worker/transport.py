@@ -1,10 +1,14 @@
-"""faust's aiokafka transport with the one consumer setting faust does not expose.
+"""faust's aiokafka transport with the consumer settings faust does not expose.
 
 faust hard-codes ``fetch_max_wait_ms=1500``. A broker answers a long poll as soon as
 data arrives, in theory; Tansu (the embedded broker) holds it for the full wait, so
 every event waited up to 1.5 s before the worker even saw it (p99 issued→confirmed
 was ~2 s at a tenth of capacity). On real Kafka a shorter wait only means a few more
 empty fetches per second while idle.
+
+faust also leaves ``fetch_max_bytes`` at aiokafka's 50 MB: one fetch on a deep
+backlog then brought tens of megabytes into the worker at once, so its memory
+grew with the backlog instead of staying a fixed multiple of the batch size.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         assert isinstance(app, WorkerApp)
         # Read by AIOKafkaConsumer.start() when it builds its fetcher.
         consumer._fetch_max_wait_ms = app.fetch_max_wait_ms
+        consumer._fetch_max_bytes = app.fetch_max_bytes
         return consumer
 
 
@@ -37,10 +42,14 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class WorkerApp(faust.App):
-    """A faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """A faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch and
+    takes at most ``fetch_max_bytes`` from one fetch."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int, fetch_max_bytes: int, **kwargs: Any
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_max_bytes = fetch_max_bytes
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:
