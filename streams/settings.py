@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.observability.logs import password_of
+
 DEFAULT_TAX_RATES = ("0.13", "0.09", "0.06", "0.05", "0.03", "0.01", "0")
 DEFAULT_PROVINCE_CODES = (
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36",
@@ -164,6 +166,17 @@ class Settings(BaseSettings):
                 "invoices before the circuit opens"
             )
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for the log redactor to replace with ``***``."""
+        secrets = [self.platform_app_secret.get_secret_value()]
+        password = password_of(self.database_url.get_secret_value())
+        if password:
+            secrets.append(password)
+        for secret in (self.payload_key, self.kafka_sasl_password):
+            if secret is not None:
+                secrets.append(secret.get_secret_value())
+        return secrets
 
     def topic(self, name: str) -> str:
         """Full topic name: the prefix joined as-is to ``name``."""

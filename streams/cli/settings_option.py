@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from streams.observability.logs import configure_logging
 from streams.settings import Settings
-from streams.worker.run import log_secrets
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -21,5 +20,5 @@ def load_settings(**overrides: object) -> Settings:
         )
         raise click.UsageError(f"bad settings: {problems}") from exc
     configure_logging(settings.log_level, settings.log_json,
-                      secrets=log_secrets(settings))  # fmt: skip
+                      secrets=settings.secret_values())  # fmt: skip
     return settings

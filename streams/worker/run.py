@@ -10,7 +10,7 @@ import faust
 
 from streams.kafka.security import aiokafka_options
 from streams.kafka.topics import ensure_topics
-from streams.observability.logs import configure_logging, password_of
+from streams.observability.logs import configure_logging
 from streams.settings import Settings
 from streams.worker.app import build_app
 from streams.worker.runtime import Runtime
@@ -30,18 +30,6 @@ async def prepare(settings: Settings) -> None:
     )
 
 
-def log_secrets(settings: Settings) -> list[str]:
-    """Every configured secret value, for the log redactor to replace with ``***``."""
-    secrets = [settings.platform_app_secret.get_secret_value()]
-    password = password_of(settings.database_url.get_secret_value())
-    if password:
-        secrets.append(password)
-    for secret in (settings.payload_key, settings.kafka_sasl_password):
-        if secret is not None:
-            secrets.append(secret.get_secret_value())
-    return secrets
-
-
 class _Worker(faust.Worker):
     """faust's worker with our logging: JSON lines (or human lines on a terminal), buyer
     data masked, and the configured secrets never printed."""
@@ -54,7 +42,7 @@ class _Worker(faust.Worker):
         # mode replaces the root handlers while starting, so this is the one place our
         # setup sticks.
         s = self._settings
-        configure_logging(s.log_level, s.log_json, secrets=log_secrets(s))
+        configure_logging(s.log_level, s.log_json, secrets=s.secret_values())
 
 
 def run_worker(settings: Settings) -> None:

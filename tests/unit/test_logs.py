@@ -21,7 +21,6 @@ from streams.processor.records import RawRecord
 from streams.security.crypto import new_key
 from streams.settings import Settings
 from streams.validation.taxid import make_tax_id
-from streams.worker.run import log_secrets
 
 from .test_pipeline import Harness
 
@@ -226,7 +225,7 @@ def test_worker_logs_never_print_a_configured_secret() -> None:
         payload_key=payload_key,  # type: ignore[arg-type]
     )
     with restored_root():
-        out = capture(True, secrets=tuple(log_secrets(settings)))
+        out = capture(True, secrets=tuple(settings.secret_values()))
         logging.getLogger("aiokafka").error(
             "auth failed: %s %s %s %s", "sasl-pass-3", "app-secret-1", "db-pass-2", payload_key
         )
