@@ -19,6 +19,8 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors()
         )
         raise click.UsageError(f"bad settings: {problems}") from exc
-    configure_logging(settings.log_level, settings.log_json,
-                      secrets=settings.secret_values())  # fmt: skip
+    # A command's output is its answer; the libraries' INFO chatter (topic metadata,
+    # group joins) is only wanted when asked for with INVOICE_SYNC_LOG_LEVEL.
+    level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+    configure_logging(level, settings.log_json, secrets=settings.secret_values())
     return settings
