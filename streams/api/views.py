@@ -131,7 +131,12 @@ async def dead_letters_view(
     try:
         search = await dead_letters_of(settings, invoice_number, seller_tax_id)
     except (KafkaError, OSError) as exc:
-        return {"records": [], "note": f"the DLQ topic could not be read: {exc}"}
+        return {
+            "records": [],
+            "note": f"the DLQ topic could not be read from {settings.kafka_bootstrap} "
+            f"({type(exc).__name__}); the ledger's answer still stands. The embedded local "
+            "broker keeps messages in memory only, so after `make run` they are gone.",
+        }
     return {
         "records": [letter_view(r, settings.dlq_topic) for r in search.records],
         "note": search.note,
