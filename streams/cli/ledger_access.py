@@ -20,7 +20,7 @@ from streams.settings import Settings
 
 
 @asynccontextmanager
-async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
+async def open_ledger(settings: Settings, *, check_schema: bool = True) -> AsyncIterator[Ledger]:
     async with AsyncExitStack() as stack:
         url = settings.database_url.get_secret_value()
         local = settings.data_dir / "postgres"
@@ -37,4 +37,14 @@ async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
         ledger = await stack.enter_async_context(
             Ledger(url, worker_id="cli", cipher=cipher_from(settings))
         )
+        missing = await ledger.pending_migrations() if check_schema else []
+        if missing and url != settings.database_url.get_secret_value():
+            # The demo's own ledger, left by an older checkout: bring it up to date.
+            await ledger.migrate()
+        elif missing:
+            raise click.ClickException(
+                f"the ledger database lacks migration {missing[0].version:04d}_"
+                f"{missing[0].name} (and {len(missing) - 1} more) that this version needs: "
+                "run `invoice-sync migrate` (the worker also does at start)"
+            )
         yield ledger

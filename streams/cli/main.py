@@ -62,7 +62,7 @@ def migrate() -> None:
     settings = load_settings()
 
     async def _run() -> None:
-        async with open_ledger(settings) as ledger:
+        async with open_ledger(settings, check_schema=False) as ledger:
             applied = await ledger.migrate()
         if applied:
             for m in applied:

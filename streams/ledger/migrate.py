@@ -61,3 +61,14 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_ID)
     return applied
+
+
+async def pending(conn: asyncpg.Connection) -> list[Migration]:
+    """Migrations this version has that the database has not applied yet."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = (
+        {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        if exists
+        else set()
+    )
+    return [m for m in available_migrations() if m.version not in done]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from streams.errors import LedgerError, LedgerUnavailableError
-from streams.ledger.migrate import Migration, migrate
+from streams.ledger.migrate import Migration, migrate, pending
 from streams.ledger.records import (
     Change,
     HistoryEntry,
@@ -130,6 +130,10 @@ class Ledger:
     async def migrate(self) -> list[Migration]:
         async with self.connection() as conn:
             return await migrate(conn)
+
+    async def pending_migrations(self) -> list[Migration]:
+        async with self.connection() as conn:
+            return await pending(conn)
 
     async def ping(self) -> None:
         async with self.connection() as conn:

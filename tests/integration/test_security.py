@@ -7,7 +7,6 @@ import getpass
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -23,6 +22,7 @@ from streams.security.audit import AuditLog
 from streams.security.crypto import PayloadCipher, new_key
 from streams.security.tokens import TokenStore, allows
 
+from .chaos import fresh_database
 from .conftest import PAYLOAD_KEY, Services
 from .conftest import fresh_invoice_key as _key
 
@@ -143,13 +143,7 @@ def test_bad_payload_key_is_a_clear_configuration_error() -> None:
 async def own_database(services: Services) -> str:
     """A database of this test's own: rekey re-seals every payload of the database, and
     the session's holds payloads under other tests' keys."""
-    name = f"sec_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(services.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(services.database_url)._replace(path=f"/{name}"))
+    url = await fresh_database(services.database_url, f"sec_{uuid.uuid4().hex[:8]}")
     async with Ledger(url, worker_id="t") as ledger:
         await ledger.migrate()
     return url
@@ -211,3 +205,15 @@ async def test_rekey_retention_and_tokens_list_through_the_cli(own_database: str
     assert [(r["actor"], r["outcome"], r["detail"]) for r in retention_rows] == [
         (f"cli:{getpass.getuser()}", "ok", {"days": 30, "dropped": 1})
     ]
+
+
+async def test_commands_on_an_unmigrated_ledger_say_to_migrate(services: Services) -> None:
+    url = await fresh_database(services.database_url, f"bare_{uuid.uuid4().hex[:8]}")
+    env = {"INVOICE_SYNC_DATABASE_URL": url}
+    before = await _cli(env, "tokens", "list")
+    assert before.exit_code == 1
+    assert "run `invoice-sync migrate`" in before.output
+    migrated = await _cli(env, "migrate")
+    assert migrated.exit_code == 0 and "applied 0001" in migrated.output
+    after = await _cli(env, "tokens", "list")
+    assert after.exit_code == 0, after.output

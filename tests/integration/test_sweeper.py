@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -29,6 +28,7 @@ from streams.sandbox.server import SandboxServer
 from streams.security.audit import AuditEntry, AuditLog
 from streams.validation.today import beijing_today
 
+from .chaos import fresh_database
 from .conftest import APP_ID, APP_SECRET, Services, fresh_invoice_key
 
 pytestmark = pytest.mark.integration
@@ -44,13 +44,7 @@ class Sweeping:
 
 @pytest.fixture(scope="module")
 async def sweeping(services: Services) -> AsyncIterator[Sweeping]:
-    name = f"sweep_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(services.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    database_url = urlunsplit(urlsplit(services.database_url)._replace(path=f"/{name}"))
+    database_url = await fresh_database(services.database_url, f"sweep_{uuid.uuid4().hex[:8]}")
     async with Ledger(database_url, worker_id="test") as ledger:
         await ledger.migrate()
     prefix = f"it-sweep-{uuid.uuid4().hex[:8]}."
