@@ -7,17 +7,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import orjson
 import pytest
 
-from streams.demo.feed import SELLERS
+from streams.demo.feed import SELLERS, issued_event
 from streams.kafka.topics import ensure_topics
 from streams.ledger.records import InvoiceKey
 from streams.ledger.store import Ledger
 from streams.local.processes import free_port
 from streams.local.stack import local_stack
 from streams.local.worker import WorkerProcess
+from streams.processor.decode import content_hash
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
 from streams.security.crypto import new_key
@@ -62,6 +67,25 @@ async def ledger(services: Services) -> AsyncIterator[Ledger]:
     async with Ledger(services.database_url, worker_id="test") as ledger:
         await ledger.migrate()
         yield ledger
+
+
+async def insert_abandoned(database_url: str, body: dict[str, Any]) -> None:
+    """Put ``body``'s invoice in the ledger as a worker that died mid-attempt leaves it:
+    SUBMITTING, untouched for 200 s (longer than the sweep thresholds the tests use)."""
+    event = issued_event(body)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, "
+            "issue_date, total_with_tax, payload, source_event_id, created_at, updated_at) "
+            "VALUES ($1, $2, 'SUBMITTING', $3, 'blue', $4, $5::numeric, $6, $7, "
+            "now() - interval '200 seconds', now() - interval '200 seconds')",
+            body["seller"]["tax_id"], body["invoice_number"], content_hash(body),
+            date.fromisoformat(body["issue_date"]), body["total_with_tax"],
+            orjson.dumps(event), event["event_id"],
+        )  # fmt: skip
+    finally:
+        await conn.close()
 
 
 def fresh_invoice_key() -> InvoiceKey:

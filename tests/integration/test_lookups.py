@@ -21,11 +21,10 @@ from click.testing import CliRunner, Result
 from streams.cli.main import cli
 from streams.demo.feed import issued_event, make_invoice
 from streams.dlq.reader import dead_letters_of
-from streams.processor.decode import content_hash
 from streams.validation.taxid import TAX_ID_ALPHABET, make_tax_id
 from streams.validation.today import beijing_today
 
-from .conftest import PAYLOAD_KEY, Pipeline
+from .conftest import PAYLOAD_KEY, Pipeline, insert_abandoned
 
 pytestmark = pytest.mark.integration
 
@@ -302,21 +301,8 @@ async def test_sweep_re_drives_a_stuck_invoice(pipeline: Pipeline) -> None:
     seller = new_seller()
     body = invoice(seller, TODAY, 7)
     number = body["invoice_number"]
-    event = issued_event(body)
-    conn = await asyncpg.connect(pipeline.settings.database_url.get_secret_value())
-    try:
-        # As a worker that died mid-attempt leaves it; the worker's own loop would only
-        # take it after INVOICE_SYNC_RESUME_STALE_SECONDS (300 s).
-        await conn.execute(
-            "INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, "
-            "issue_date, total_with_tax, payload, source_event_id, created_at, updated_at) "
-            "VALUES ($1, $2, 'SUBMITTING', $3, 'blue', $4, $5::numeric, $6, $7, "
-            "now() - interval '200 seconds', now() - interval '200 seconds')",
-            seller, number, content_hash(body), TODAY, body["total_with_tax"],
-            orjson.dumps(event), event["event_id"],
-        )  # fmt: skip
-    finally:
-        await conn.close()
+    # The worker's own loop would only take it after INVOICE_SYNC_RESUME_STALE_SECONDS.
+    await insert_abandoned(pipeline.settings.database_url.get_secret_value(), body)
     dry = await run(pipeline, "sweep", "--older-than", "100", "--seller", seller, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert number in dry.stdout

@@ -12,16 +12,14 @@ from typing import TypeVar
 
 import aiohttp
 import asyncpg
-import orjson
 import pytest
 
-from streams.demo.feed import issued_event, make_invoice
+from streams.demo.feed import make_invoice
 from streams.kafka.topics import ensure_topics
 from streams.ledger.states import State
 from streams.ledger.store import Ledger
 from streams.local.processes import free_port
 from streams.local.worker import WorkerProcess
-from streams.processor.decode import content_hash
 from streams.reconcile.leader import SWEEP_LOCK_ID, LeaderLock
 from streams.sandbox.faults import Faults
 from streams.sandbox.server import SandboxServer
@@ -29,7 +27,7 @@ from streams.security.audit import AuditEntry, AuditLog
 from streams.validation.today import beijing_today
 
 from .chaos import fresh_database
-from .conftest import APP_ID, APP_SECRET, Services, fresh_invoice_key
+from .conftest import APP_ID, APP_SECRET, Services, fresh_invoice_key, insert_abandoned
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -91,21 +89,7 @@ async def test_the_leader_worker_re_drives_a_stuck_invoice(sweeping: Sweeping) -
     key = fresh_invoice_key()
     body = make_invoice(random.Random(str(key)), seller_index=0, number=key.invoice_number,
                         issue_date=beijing_today())  # fmt: skip
-    event = issued_event(body)
-    conn = await asyncpg.connect(sweeping.database_url)
-    try:
-        # As a worker that died mid-attempt leaves it, unchanged for longer than the
-        # sweeper's threshold (100 s here).
-        await conn.execute(
-            "INSERT INTO invoices (seller_tax_id, invoice_number, state, content_hash, kind, "
-            "issue_date, total_with_tax, payload, source_event_id, created_at, updated_at) "
-            "VALUES ($1, $2, 'SUBMITTING', $3, 'blue', $4, $5::numeric, $6, $7, "
-            "now() - interval '200 seconds', now() - interval '200 seconds')",
-            key.seller_tax_id, key.invoice_number, content_hash(body), beijing_today(),
-            body["total_with_tax"], orjson.dumps(event), event["event_id"],
-        )  # fmt: skip
-    finally:
-        await conn.close()
+    await insert_abandoned(sweeping.database_url, body)
     async with Ledger(sweeping.database_url, worker_id="test") as ledger:
         entries = await until(worker_sweeps(ledger))
 
