@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from decimal import Decimal
 from functools import partial
 from typing import TypeVar
 
-from streams.errors import InvalidEventError, LedgerUnavailableError, ValidationFailedError
+from streams.errors import InvalidEventError, LedgerUnavailableError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.observability.metrics import Metrics
@@ -42,39 +41,22 @@ from streams.processor.decode import Decoder
 from streams.processor.delivery import Deferred, Delivered, Deliverer, Undeliverable
 from streams.processor.health import Health
 from streams.processor.messages import Messages
+from streams.processor.outcomes import failed, failure_of, outcome
 from streams.processor.ports import LedgerPort, OutMessage, OutputPort
 from streams.processor.records import IssuedEvent, RawRecord, new_record
+from streams.processor.redletter import (
+    WAITING_FOR_ORIGINAL,
+    Parked,
+    confirmed,
+    original_key,
+    original_missing,
+    over_credit,
+)
+from streams.processor.waves import waves
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Submission = tuple[IssuedEvent, InvoiceRecord]
-
-
-class Parked:
-    """A red-letter invoice whose original, sent in the same wave, did not settle."""
-
-
-WAITING_FOR_ORIGINAL = "WAITING_FOR_ORIGINAL"
-
-
-def waves(records: Sequence[RawRecord]) -> list[list[RawRecord]]:
-    by_key: dict[bytes | None, list[RawRecord]] = defaultdict(list)
-    out: list[list[RawRecord]] = []
-    for record in records:
-        # Keyless records carry no order to keep: each stands alone in the first wave.
-        position = 0 if record.key is None else len(by_key[record.key])
-        if record.key is not None:
-            by_key[record.key].append(record)
-        if position == len(out):
-            out.append([])
-        out[position].append(record)
-    return out
-
-
-def original_key(event: IssuedEvent) -> InvoiceKey | None:
-    if event.invoice.get("kind") != "red":
-        return None
-    return InvoiceKey(event.key.seller_tax_id, str(event.invoice.get("original_invoice_number")))
 
 
 class Processor:
@@ -126,7 +108,7 @@ class Processor:
         credit = await self._credited({
             k for e in events
             if e.violation is None and (k := original_key(e)) is not None
-            and (k in in_wave or _confirmed(existing.get(k)))
+            and (k in in_wave or confirmed(existing.get(k)))
         })  # fmt: skip
         claims: list[Change] = []
         submit: list[Submission] = []
@@ -164,7 +146,7 @@ class Processor:
             original = original_key(event)
             planned = {e.key: r for e, r in submit}
             found = None if original is None else planned.get(original) or existing.get(original)
-            ready = original is None or original in planned or _confirmed(found)
+            ready = original is None or original in planned or confirmed(found)
             state = State.SUBMITTING if ready else State.RECEIVED
             if previous == State.RECEIVED and not ready:
                 return  # already parked; the resume loop has it
@@ -172,7 +154,7 @@ class Processor:
             # A SUBMITTING red was let through before and may be stored already: its
             # re-post is the platform's to answer (a 409 echo), not this check's.
             if ready and found is not None and previous != State.SUBMITTING:
-                problem = _over_credit(record, found, credit)
+                problem = over_credit(record, found, credit)
                 if problem is not None:
                     self._reject(event, problem, current, claims, out, keep_row=False)
                     return
@@ -279,17 +261,17 @@ class Processor:
                 if found is None or found.state != State.CONFIRMED:
                     waited = (now - (record.created_at or now)).total_seconds()
                     if waited >= self._original_wait:
-                        result = _original_missing(original, found, self._original_wait)
-                        claims.append(self._failed(record, result.code, result.message,
+                        result = original_missing(original, found, self._original_wait)
+                        claims.append(failed(record, result.code, result.message,
                                                    result.field))  # fmt: skip
-                        out += self._failure_of(event, result, record.attempts)
+                        out += failure_of(self._messages, event, result, record.attempts)
                     continue
                 freed.append((record, event, found))
                 continue
             self._resume(record, event, claims, submit)
         credit = await self._credited({blue.key for _, _, blue in freed})
         for record, event, blue in freed:
-            problem = _over_credit(record, blue, credit)
+            problem = over_credit(record, blue, credit)
             if problem is None:
                 self._resume(record, event, claims, submit)
             else:
@@ -320,7 +302,7 @@ class Processor:
     ) -> None:
         log.warning("invoice %s failed validation: %s", record.key, exc.message,
                     extra={"invoice_key": str(record.key), "event_id": event_id})  # fmt: skip
-        claims.append(self._failed(record, exc.reason_code, exc.message, exc.field))
+        claims.append(failed(record, exc.reason_code, exc.message, exc.field))
         out += self._messages.failure(raw, (record.key, event_id), exc.reason_code, exc.message,
                                       exc.field, retryable=False, attempts=record.attempts,
                                       exception_class=type(exc).__name__)  # fmt: skip
@@ -337,7 +319,7 @@ class Processor:
         )
         announced: list[list[OutMessage]] = [[] for _ in submit]
         outcomes = [
-            self._outcome(event, record, result, messages)
+            outcome(self._messages, event, record, result, messages)
             for (event, record), result, messages in zip(submit, results, announced, strict=True)
         ]
         lost = await self._until_ledger(lambda: self._ledger.apply(outcomes))
@@ -367,60 +349,6 @@ class Processor:
             if done is not None and not done.done():
                 done.set_result(accepted)
 
-    def _outcome(
-        self, event: IssuedEvent, record: InvoiceRecord,
-        result: Delivered | Undeliverable | Deferred | Parked, out: list[OutMessage],
-    ) -> Change:  # fmt: skip
-        if isinstance(result, Deferred):
-            parked = replace(
-                record,
-                attempts=result.posts,
-                failures=result.failures,
-                next_attempt_at=result.retry_at,
-                error_message=result.last_error,
-            )
-            detail = f"next attempt at {result.retry_at.isoformat()}: {result.last_error}"
-            self._messages.parked(event.key, event.event_id, "RETRY_LATER", detail)
-            return Change(parked, State.SUBMITTING, event.event_id, "RETRY_LATER", detail)
-        if isinstance(result, Parked):
-            self._messages.parked(event.key, event.event_id, WAITING_FOR_ORIGINAL,
-                                  "its original was not accepted in this batch")  # fmt: skip
-            return Change(replace(record, state=State.RECEIVED), State.SUBMITTING,
-                          event.event_id, WAITING_FOR_ORIGINAL)  # fmt: skip
-        if isinstance(result, Undeliverable):
-            out += self._failure_of(event, result, result.posts)
-            return self._failed(replace(record, attempts=result.posts), result.code,
-                                result.message, result.field)  # fmt: skip
-        if isinstance(result.result, Accepted):
-            confirmed = replace(
-                record, state=State.CONFIRMED, attempts=result.posts,
-                platform_ref=result.result.platform_ref, accepted_at=result.result.accepted_at,
-                confirmed_at=datetime.now(UTC), error_code=None, error_message=None,
-                error_field=None,
-            )  # fmt: skip
-            out.append(self._messages.confirmation(confirmed, event.event_id))
-            return Change(confirmed, State.SUBMITTING, event.event_id,
-                          detail=f"platform_ref {confirmed.platform_ref}")  # fmt: skip
-        pending = replace(
-            record, state=State.PENDING, attempts=result.posts, receipt_id=result.result.receipt_id
-        )
-        return Change(pending, State.SUBMITTING, event.event_id,
-                      detail=f"platform receipt {pending.receipt_id} is processing")  # fmt: skip
-
-    def _failed(self, record: InvoiceRecord, code: str, message: str, field: str | None) -> Change:
-        failed = replace(record, state=State.FAILED, error_code=code, error_message=message,
-                         error_field=field)  # fmt: skip
-        return Change(failed, record.state, record.source_event_id, code, message)
-
-    def _failure_of(
-        self, event: IssuedEvent, result: Undeliverable, attempts: int
-    ) -> list[OutMessage]:
-        return self._messages.failure(
-            event.raw, (event.key, event.event_id), result.code, result.message, result.field,
-            retryable=result.retryable, attempts=attempts, exception_class=result.exception_class,
-            first_failure_at=result.first_failure_at,
-        )  # fmt: skip
-
     async def _until_ledger(self, call: Callable[[], Awaitable[T]]) -> T:
         """No upload without a ledger record: while the database is away, wait for it."""
         delay = 0.2
@@ -439,43 +367,3 @@ class Processor:
                 log.warning("ledger is back; resuming")
                 self._health.ledger_available = True
             return result
-
-
-def _confirmed(record: InvoiceRecord | None) -> bool:
-    return record is not None and record.state == State.CONFIRMED
-
-
-def _over_credit(
-    red: InvoiceRecord, original: InvoiceRecord, credit: dict[InvoiceKey, Decimal]
-) -> ValidationFailedError | None:
-    """Why ``red`` does not fit in what remains of ``original``, or None; one that fits is
-    counted in ``credit``, so the next red of the same original sees it spent."""
-    if red.total_with_tax is None or original.total_with_tax is None:
-        return None  # amounts the ledger could not read: the platform's check decides
-    amount = abs(red.total_with_tax)
-    spent = credit.get(original.key, Decimal(0))
-    remaining = original.total_with_tax - spent
-    if amount > remaining:
-        left = max(remaining, Decimal(0))
-        return ValidationFailedError(
-            f"total_with_tax reverses {amount:.2f}, but only {left:.2f} remains of original "
-            f"invoice {original.key.invoice_number} (its total {original.total_with_tax:.2f}, "
-            f"{spent:.2f} already reversed by other red-letter invoices); lower the amounts "
-            f"to at most {left:.2f}.",
-            field="invoice.total_with_tax",
-            invoice_key=str(red.key),
-        )
-    credit[original.key] = spent + amount
-    return None
-
-
-def _original_missing(
-    original: InvoiceKey, found: InvoiceRecord | None, waited: float
-) -> Undeliverable:
-    state = "unknown to the ledger" if found is None else found.state.lower()
-    return Undeliverable(
-        "ORIGINAL_NOT_CONFIRMED",
-        f"original invoice {original.invoice_number} is {state} after waiting {waited:.0f}s; "
-        "send or fix the original, then replay this one",
-        "invoice.original_invoice_number", True, 0, "OriginalNotConfirmed", datetime.now(UTC),
-    )  # fmt: skip

@@ -30,8 +30,9 @@ from streams.processor.decode import Decoder
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
 from streams.processor.messages import Messages, Topics
-from streams.processor.pipeline import Processor, waves
+from streams.processor.pipeline import Processor
 from streams.processor.records import RawRecord
+from streams.processor.waves import waves
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
 from streams.validation.rules import DomainRules
