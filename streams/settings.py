@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(default_factory=_default_worker_id)
     batch_size: int = Field(500, ge=1, description="events taken per processing batch")
     batch_window: float = Field(0.05, gt=0, description="seconds to wait filling a batch")
+    shutdown_grace_seconds: float = Field(
+        25.0, gt=0, description="longest a stopping worker may take before it exits anyway"
+    )
     pipeline_depth: int = Field(
         4, ge=1, description="batches in flight at once (overlaps platform waits)"
     )

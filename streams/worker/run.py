@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import threading
 from typing import Any
 
 import faust
@@ -43,6 +46,24 @@ class _Worker(faust.Worker):
         # setup sticks.
         s = self._settings
         configure_logging(s.log_level, s.log_json, secrets=s.secret_values())
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        # A stop that cannot finish (the broker or the database already gone: aiokafka
+        # then waits on a group coordinator that will never answer) must not keep the
+        # process alive. Exiting loses nothing: offsets are committed only for finished
+        # batches, and the rest is read again by the next worker.
+        grace = self._settings.shutdown_grace_seconds
+        timer = threading.Timer(grace, _exit_now, args=(grace,))
+        timer.daemon = True
+        timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_now(grace: float) -> None:
+    log.error("stopping took longer than %.0fs (INVOICE_SYNC_SHUTDOWN_GRACE_SECONDS): "
+              "exiting now; uncommitted work is read again on restart", grace)  # fmt: skip
+    logging.shutdown()
+    os._exit(1)
 
 
 def run_worker(settings: Settings) -> None:

@@ -243,3 +243,42 @@ def _postmaster_status(pg_dir: Path) -> str:
 
 def _port_of(pg_dir: Path) -> int:
     return int((pg_dir / "postmaster.pid").read_text().splitlines()[3])
+
+
+def _processes_under(root: Path) -> list[int]:
+    """Processes working inside ``root``: the demo's worker, broker and database."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(root)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if _running(pid)]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """``tmp_path`` as /proc/<pid>/cwd shows it (no symlinks)."""
+    return tmp_path.resolve()
+
+
+async def test_a_killed_demo_leaves_no_worker_behind(root: Path) -> None:
+    """The worker's own stop would wait for a broker that died with the demo; it exits
+    after INVOICE_SYNC_SHUTDOWN_GRACE_SECONDS anyway."""
+    env = {**os.environ, "INVOICE_SYNC_DATA_DIR": str(root / "demo"),
+           "INVOICE_SYNC_SHUTDOWN_GRACE_SECONDS": "3"}  # fmt: skip
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams", "demo", "--count", "20000", cwd=root, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    async with asyncio.timeout(120):
+        while b"Publishing" not in await demo.stdout.readline():
+            assert demo.returncode is None, "the demo ended before publishing"
+    workers = [pid for pid in _processes_under(root) if pid != demo.pid]
+    assert workers
+    demo.kill()
+    await demo.wait()
+    await _wait_until_gone(workers, root / "demo" / "postgres", within=20)
+    assert _processes_under(root) == []
