@@ -89,3 +89,27 @@ LEFT JOIN invoices i
     ON i.seller_tax_id = k.s AND i.original_invoice_number = k.n AND i.state = 'CONFIRMED'
 GROUP BY k.s, k.n
 """
+
+# Per unfinished state: how many, how many parked (waiting for an original or for a
+# retry time), and the age of the oldest, from the history entry that moved it into
+# its state. Off the partial index of unfinished states: cheap at any ledger size.
+UNFINISHED_SUMMARY = """
+SELECT i.state, count(*) AS n,
+       count(*) FILTER (WHERE i.state = 'RECEIVED' OR i.next_attempt_at > now()) AS parked,
+       extract(epoch FROM now() - min(coalesce(e.at, i.updated_at)))::float8 AS oldest
+FROM invoices i
+LEFT JOIN LATERAL (
+    SELECT h.at FROM invoice_history h
+    WHERE h.seller_tax_id = i.seller_tax_id
+      AND h.invoice_number = i.invoice_number
+      AND h.to_state = i.state
+      AND h.from_state IS DISTINCT FROM h.to_state
+    ORDER BY h.id DESC LIMIT 1) e ON true
+WHERE i.state IN ('RECEIVED', 'SUBMITTING', 'PENDING')
+GROUP BY i.state
+"""
+
+# A full scan (seconds at 5M rows): run rarely.
+FINAL_COUNTS = """
+SELECT state, count(*) AS n FROM invoices WHERE state IN ('CONFIRMED', 'FAILED') GROUP BY state
+"""

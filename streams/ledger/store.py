@@ -24,7 +24,14 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
-from streams.ledger.sql import APPLY, COLUMNS, CREDITED, HISTORY_INSERT
+from streams.ledger.sql import (
+    APPLY,
+    COLUMNS,
+    CREDITED,
+    FINAL_COUNTS,
+    HISTORY_INSERT,
+    UNFINISHED_SUMMARY,
+)
 from streams.ledger.states import State, check_transition
 from streams.security.crypto import PayloadCipher
 
@@ -310,29 +317,10 @@ class Ledger:
         claim, and ``created_at`` predates a replay.
         """
         async with self.connection() as conn:
-            rows = await conn.fetch(
-                """SELECT i.state, count(*) AS n,
-                          count(*) FILTER (WHERE i.state = 'RECEIVED'
-                                              OR i.next_attempt_at > now()) AS parked,
-                          extract(epoch FROM now() - min(coalesce(e.at, i.updated_at)))::float8
-                              AS oldest
-                   FROM invoices i
-                   LEFT JOIN LATERAL (
-                       SELECT h.at FROM invoice_history h
-                       WHERE h.seller_tax_id = i.seller_tax_id
-                         AND h.invoice_number = i.invoice_number
-                         AND h.to_state = i.state
-                         AND h.from_state IS DISTINCT FROM h.to_state
-                       ORDER BY h.id DESC LIMIT 1) e ON true
-                   WHERE i.state IN ('RECEIVED', 'SUBMITTING', 'PENDING')
-                   GROUP BY i.state"""
-            )
+            rows = await conn.fetch(UNFINISHED_SUMMARY)
             finals = None
             if final:
-                finals = await conn.fetch(
-                    "SELECT state, count(*) AS n FROM invoices "
-                    "WHERE state IN ('CONFIRMED', 'FAILED') GROUP BY state"
-                )
+                finals = await conn.fetch(FINAL_COUNTS)
         count = {row["state"]: int(row["n"]) for row in rows}
         age = {row["state"]: float(row["oldest"]) for row in rows}
         done = {row["state"]: int(row["n"]) for row in finals or ()}
