@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from streams.events import jsonbytes
 
 SCHEMA_VERSION = 1
 
@@ -68,4 +68,5 @@ def failed_event(
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event)
+    # Held until the wave's output is produced: right-sized (see jsonbytes).
+    return jsonbytes.dumps(event)

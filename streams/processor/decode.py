@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 
 from streams.errors import MalformedEventError, SchemaViolationError, ValidationFailedError
+from streams.events import jsonbytes
 from streams.events.schemas import validate_event
 from streams.ledger.records import InvoiceKey
-from streams.processor.records import IssuedEvent, RawRecord
+from streams.processor.records import IssuedEvent, RawRecord, summary_of
 from streams.validation.rules import DomainRules
 from streams.validation.validate import validate_invoice
 
@@ -79,8 +80,8 @@ class Decoder:
             event_id=str(obj["event_id"]),
             occurred_at=occurred_at,
             key=key,
-            invoice=invoice,
-            body=orjson.dumps(invoice),
+            summary=summary_of(invoice),
+            body=jsonbytes.dumps(invoice),
             content_hash=content_hash(invoice),
             violation=violation,
         )

@@ -105,7 +105,7 @@ class Deliverer:
 
         async def post() -> Accepted | Processing:
             self._crash.reached("before_post")
-            return await self._platform.submit(event.invoice, event.body, on_sent=self._on_wire)
+            return await self._platform.submit(event.summary, event.body, on_sent=self._on_wire)
 
         async with self._limit:
             result = await self._gate.call(post)
@@ -213,7 +213,7 @@ class Deliverer:
             )  # fmt: skip
             return Deferred(posts, failures, retry_at, found.message)
         if found is not None:
-            mine, theirs = key_figures(event.invoice), key_figures(found.invoice)
+            mine, theirs = key_figures(event.summary), key_figures(found.invoice)
             differ = [name for name in mine if mine[name] != theirs[name]]
             if differ:
                 return Undeliverable(

@@ -22,9 +22,9 @@ WAITING_FOR_ORIGINAL = "WAITING_FOR_ORIGINAL"
 
 
 def original_key(event: IssuedEvent) -> InvoiceKey | None:
-    if event.invoice.get("kind") != "red":
+    if event.summary.get("kind") != "red":
         return None
-    return InvoiceKey(event.key.seller_tax_id, str(event.invoice.get("original_invoice_number")))
+    return InvoiceKey(event.key.seller_tax_id, str(event.summary.get("original_invoice_number")))
 
 
 def confirmed(record: InvoiceRecord | None) -> bool:
