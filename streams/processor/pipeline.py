@@ -144,9 +144,11 @@ class Processor:
         if action is Action.SUBMIT:
             attempts = current.attempts if current and current.state != State.FAILED else 0
             original = original_key(event)
-            planned = {e.key: r for e, r in submit}
-            found = None if original is None else planned.get(original) or existing.get(original)
-            ready = original is None or original in planned or confirmed(found)
+            # Only a red-letter invoice looks for its original among this wave's submissions
+            # (a dict of them per event made every wave quadratic).
+            planned = None if original is None else _submitted(submit, original)
+            found = None if original is None else planned or existing.get(original)
+            ready = original is None or planned is not None or confirmed(found)
             state = State.SUBMITTING if ready else State.RECEIVED
             if previous == State.RECEIVED and not ready:
                 return  # already parked; the resume loop has it
@@ -367,3 +369,7 @@ class Processor:
                 log.warning("ledger is back; resuming")
                 self._health.ledger_available = True
             return result
+
+
+def _submitted(submit: list[Submission], key: InvoiceKey) -> InvoiceRecord | None:
+    return next((record for event, record in submit if event.key == key), None)
