@@ -5,6 +5,7 @@ Environment:
   BENCH_LEDGER_ROWS     rows COPYed into the ledger for the lookup case; default 5,000,000
   BENCH_STEADY_SECONDS  how long the half-load phase offers invoices; default 30
   BENCH_SKIP            comma list of: ceilings, latency, steady, rss, ledger
+  BENCH_WORKERS         worker processes in each pipeline scenario; default one per CPU
   BENCH_PYSPY           path to py-spy: profile the worker during the 0 ms run
   BENCH_PROFILE_OUT     where py-spy writes collapsed stacks; default /tmp/invoice-sync-profile.txt
 """
@@ -51,6 +52,9 @@ async def bench(data_dir: Path) -> Results:
     steady_seconds = _env_float("BENCH_STEADY_SECONDS", 30.0)
     skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
     py_spy = os.environ.get("BENCH_PYSPY")
+    # One worker per CPU, as a deployment scales out, and as the HTTP ceiling uses the
+    # machine (client and sandbox in two processes); at most one per partition.
+    workers = int(_env_float("BENCH_WORKERS", min(os.cpu_count() or 1, PARTITIONS)))
     profile = None
     if py_spy:
         out = Path(os.environ.get("BENCH_PROFILE_OUT", "/tmp/invoice-sync-profile.txt"))
@@ -61,10 +65,10 @@ async def bench(data_dir: Path) -> Results:
 
     concurrency = Settings().platform_concurrency
     run_id = int(time.time()) % 10**6 * 100  # distinct invoice numbers per scenario
-    results = Results(scale=scale, stack="embedded", concurrency=concurrency)
+    results = Results(scale=scale, stack="embedded", concurrency=concurrency, workers=workers)
     say(f"starting the embedded stack in {data_dir}")
     async with local_stack(data_dir, prefer_containers=False) as stack:
-        services = Services(stack.bootstrap, stack.database_url, data_dir)
+        services = Services(stack.bootstrap, stack.database_url, data_dir, workers)
         results.stack = stack.kind
         if "ceilings" not in skip:
             say(f"ceiling: raw Kafka loop over {n(50_000):,} messages")
@@ -72,6 +76,13 @@ async def bench(data_dir: Path) -> Results:
                 stack.bootstrap, feed(n(50_000), run_id + 1), partitions=PARTITIONS
             )
             say(f"  {results.kafka.rate:,.0f} msg/s")
+            say(f"floor: the worker's faust app over {n(50_000):,} events, nothing behind it")
+            results.faust = await ceilings.faust_floor(
+                stack.bootstrap, feed(n(50_000), run_id + 8), partitions=PARTITIONS,
+                data_dir=data_dir,
+            )  # fmt: skip
+            say(f"  {results.faust.rate:,.0f} events/s, "
+                f"{results.faust.cpu_ms_per_item:.2f} ms CPU each")  # fmt: skip
             say(f"ceiling: {n(20_000):,} signed POSTs at concurrency {concurrency}")
             async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
                 results.http = await ceilings.http_ceiling(

@@ -4,6 +4,8 @@
 - HTTP: signed POSTs through ``PlatformClient.submit`` at the pipeline's concurrency,
   from a child process (``python -m bench.ceilings http ...``) so that, as in the
   pipeline, the client and the in-process sandbox do not share one interpreter.
+- faust: the worker's own faust app and agent loop with nothing behind it, in a
+  child process (``bench/faust_floor.py``): the floor under the worker's CPU per event.
 - PostgreSQL: batched ``INSERT ... SELECT FROM unnest(...)`` of invoice-shaped rows,
   one transaction per batch.
 """
@@ -18,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import orjson
@@ -104,6 +107,42 @@ async def kafka_ceiling(bootstrap: str, items: list[FeedItem], *, partitions: in
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def faust_floor(
+    bootstrap: str, items: list[FeedItem], *, partitions: int, data_dir: Path
+) -> Ceiling:
+    """The worker's faust app and agent loop, acking each batch at once, in a child
+    process over a published backlog (``bench/faust_floor.py``)."""
+    prefix = f"bench-faust-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(bootstrap, [f"{prefix}invoices.issued"], partitions=partitions,
+                        replication=1)  # fmt: skip
+    await publish(bootstrap, f"{prefix}invoices.issued", items)
+    env = {
+        **os.environ,
+        "MALLOC_ARENA_MAX": "2",
+        "INVOICE_SYNC_KAFKA_BOOTSTRAP": bootstrap,
+        "INVOICE_SYNC_TOPIC_PREFIX": prefix,
+        "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
+        "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
+        "INVOICE_SYNC_DATA_DIR": str(data_dir / "faust-floor"),
+    }
+    result_file = data_dir / "faust-floor.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.faust_floor", str(len(items)), str(result_file), env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=120 + len(items) / 500)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError("the faust floor loop did not finish in time") from None
+    if proc.returncode != 0 or not result_file.exists():
+        raise RuntimeError(f"faust floor loop exited with {proc.returncode} and no result")
+    result = orjson.loads(result_file.read_bytes())
+    return Ceiling("faust", int(result["count"]), float(result["seconds"]),
+                   float(result["cpu_ms_per_item"]))  # fmt: skip
 
 
 async def http_ceiling(

@@ -1,7 +1,8 @@
-"""The pipeline end to end: a real worker process, the in-process sandbox, Tansu, PostgreSQL.
+"""The pipeline end to end: real worker processes, the in-process sandbox, Tansu, PostgreSQL.
 
-Each scenario gets its own topic prefix and consumer group, its own sandbox and a
-fresh worker process; the broker and the database are shared. "Confirmed" is the
+Each scenario gets its own topic prefix and consumer group, its own sandbox and fresh
+worker processes (``BENCH_WORKERS``, one per CPU by default, in one group); the broker
+and the database are shared. "Confirmed" is the
 ``invoices.confirmed`` record's timestamp (taken by the worker's producer); "issued"
 is when the bench handed the record to its producer.
 """
@@ -59,6 +60,8 @@ class Services:
     bootstrap: str
     database_url: str
     data_dir: Path
+    #: worker processes per scenario (``BENCH_WORKERS``)
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,50 @@ class Outcomes:
         return True
 
 
+class Workers:
+    """``count`` worker processes in one consumer group, as a deployment scales out:
+    one per CPU uses a machine the way the ceilings do (client and sandbox in two
+    processes). CPU is their sum; RSS is per process, the largest of them."""
+
+    def __init__(self, env: dict[str, str], count: int, logs: Path, label: str) -> None:
+        self.processes = [
+            WorkerProcess({**env, "INVOICE_SYNC_WORKER_ID": f"bench-{label}-{i}",
+                           "INVOICE_SYNC_DATA_DIR": f"{env['INVOICE_SYNC_DATA_DIR']}-{i}"},
+                          http_port=free_port(), log_path=logs / f"worker-{label}-{i}.log")
+            for i in range(count)
+        ]  # fmt: skip
+        self._samplers: list[RssSampler] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.processes))
+        self._samplers = [RssSampler(pid) for pid in self.pids]
+        for sampler in self._samplers:
+            sampler.start()
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    async def peak_rss_kb(self) -> int:
+        peaks = []
+        for sampler in self._samplers:
+            await sampler.stop()
+            hwm = memory_kb(sampler.pid).get("VmHWM", 0)
+            peaks.append(max(sampler.peak_kb, hwm))
+        return max(peaks, default=0)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.processes))
+
+
 @asynccontextmanager
 async def _running(
     services: Services, label: str, latency_ms: float
-) -> AsyncIterator[tuple[str, Outcomes, WorkerProcess, SandboxServer]]:
-    """Topics and a sandbox for one scenario; the worker is started by the caller."""
+) -> AsyncIterator[tuple[str, Outcomes, Workers, SandboxServer]]:
+    """Topics and a sandbox for one scenario; the workers are started by the caller."""
     prefix = f"bench-{label}-{uuid.uuid4().hex[:6]}."
     topics = [f"{prefix}invoices.{name}" for name in ("issued", "confirmed", "failed", "dlq")]
     await ensure_topics(services.bootstrap, topics, partitions=PARTITIONS, replication=1)
@@ -184,12 +226,11 @@ async def _running(
                 "INVOICE_SYNC_DATA_DIR": str(services.data_dir / "worker"),
                 "INVOICE_SYNC_LOG_LEVEL": "INFO",
             }
-            log = services.data_dir / "logs" / f"worker-{label}.log"
-            worker = WorkerProcess(env, http_port=free_port(), log_path=log)
+            workers = Workers(env, services.workers, services.data_dir / "logs", label)
             try:
-                yield topics[0], outcomes, worker, sandbox
+                yield topics[0], outcomes, workers, sandbox
             finally:
-                await worker.stop()
+                await workers.stop()
     finally:
         await outcomes.stop()
 
@@ -205,22 +246,18 @@ async def run_backlog(
 ) -> RunResult:
     """Publish ``count`` invoices, then start the worker and time it to the last one."""
     items = feed(count, run_id)
-    async with _running(services, label, latency_ms) as (issued, outcomes, worker, _):
+    async with _running(services, label, latency_ms) as (issued, outcomes, workers, _):
         say(f"{label}: publishing a backlog of {count:,} invoices")
         sent_at = await publish(services.bootstrap, issued, items)
-        say(f"{label}: starting the worker (sandbox latency {latency_ms:.0f} ms)")
-        await worker.start()
+        say(f"{label}: starting {len(workers.processes)} worker process(es) "
+            f"(sandbox latency {latency_ms:.0f} ms)")  # fmt: skip
+        await workers.start()
         ready = time.time()
-        assert worker.pid is not None
-        pid = worker.pid
-        cpu0 = cpu_seconds(pid)
-        sampler = RssSampler(pid)
-        sampler.start()
-        spy = await _start_profile(profile, pid)
+        cpu0 = workers.cpu_seconds()
+        spy = await _start_profile(profile, workers.pids[0])
         done = await outcomes.wait_for(count, timeout=120 + count / 50, label=label)
-        cpu = cpu_seconds(pid) - cpu0
-        await sampler.stop()
-        peak_kb = max(sampler.peak_kb, memory_kb(pid).get("VmHWM", 0))
+        cpu = workers.cpu_seconds() - cpu0
+        peak_kb = await workers.peak_rss_kb()
         if spy is not None:
             await spy.wait()
         if not done:
@@ -259,12 +296,11 @@ async def run_steady(
     """Offer ``rate`` invoices/s for ``seconds`` to an idle worker; latency of each."""
     count = max(1, round(rate * seconds))
     items = feed(count, run_id)
-    async with _running(services, "steady", 0.0) as (issued, outcomes, worker, _):
-        await worker.start()
-        assert worker.pid is not None
+    async with _running(services, "steady", 0.0) as (issued, outcomes, workers, _):
+        await workers.start()
         await asyncio.sleep(1.0)
         say(f"steady: offering {rate:,.0f} invoices/s for {seconds:.0f}s")
-        cpu0 = cpu_seconds(worker.pid)
+        cpu0 = workers.cpu_seconds()
         sent_at: dict[bytes, float] = {}
         producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all",
                                     linger_ms=0)  # fmt: skip
@@ -287,7 +323,7 @@ async def run_steady(
         finally:
             await producer.stop()
         await outcomes.wait_for(count, timeout=120, label="steady")
-        cpu = cpu_seconds(worker.pid) - cpu0
+        cpu = workers.cpu_seconds() - cpu0
         times = outcomes.confirmed_at
         latencies = [
             (times[k] - sent_at[k]) * 1000
