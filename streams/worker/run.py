@@ -88,11 +88,11 @@ def run_worker(settings: Settings) -> None:
         loop=loop,
         workdir=str(settings.data_dir),
     )
-    _tune_gc()
+    tune_gc()
     worker.execute_from_commandline()
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """The cyclic collector cost the worker 13 % of its CPU on a backlog (4.9 s of
     38.8 s), nearly all in full collections that walk every object made at import
     (faust, aiohttp, asyncpg, ...). Those are frozen out of the collector, and the
