@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.ceilings import publish
@@ -182,9 +183,25 @@ class Workers:
 
     async def start(self) -> None:
         await asyncio.gather(*(p.start() for p in self.processes))
+        await self._settled()
         self._samplers = [RssSampler(pid) for pid in self.pids]
         for sampler in self._samplers:
             sampler.start()
+
+    async def _settled(self, timeout: float = 60.0) -> None:
+        """Until the group has shared out every partition: a worker that is ready may
+        still be about to give half its partitions to one joining after it, and that
+        rebalance would stall the measurement for seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                counts = [await _assigned(session, p.http_port) for p in self.processes]
+                if sum(counts) == PARTITIONS and (len(counts) > PARTITIONS or min(counts) > 0):
+                    return
+                if loop.time() > deadline:
+                    raise TimeoutError(f"partitions per worker still {counts} after {timeout}s")
+                await asyncio.sleep(0.2)
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
@@ -199,6 +216,12 @@ class Workers:
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.stop() for p in self.processes))
+
+
+async def _assigned(session: aiohttp.ClientSession, port: int) -> int:
+    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+        body = await response.json()
+    return int(body.get("assigned_partitions") or 0)
 
 
 @asynccontextmanager
