@@ -1,8 +1,8 @@
 """The pipeline end to end: real worker processes, the in-process sandbox, Tansu, PostgreSQL.
 
 Each scenario gets its own topic prefix and consumer group, its own sandbox and fresh
-worker processes (``BENCH_WORKERS``, one per CPU by default, in one group); the broker
-and the database are shared. "Confirmed" is the
+worker processes (``BENCH_WORKERS``, 1 by default, in one group); the broker and the
+database are shared. "Confirmed" is the
 ``invoices.confirmed`` record's timestamp (taken by the worker's producer); "issued"
 is when the bench handed the record to its producer.
 """
@@ -164,9 +164,8 @@ class Outcomes:
 
 
 class Workers:
-    """``count`` worker processes in one consumer group, as a deployment scales out:
-    one per CPU uses a machine the way the ceilings do (client and sandbox in two
-    processes). CPU is their sum; RSS is per process, the largest of them."""
+    """``count`` worker processes in one consumer group, as a deployment scales out.
+    CPU is their sum; RSS is per process, the largest of them."""
 
     def __init__(self, env: dict[str, str], count: int, logs: Path, label: str) -> None:
         self.processes = [

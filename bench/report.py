@@ -22,6 +22,8 @@ class Results:
     kafka: Ceiling | None = None
     faust: Ceiling | None = None
     http: Ceiling | None = None
+    #: every HTTP ceiling run (before and after the 0 ms run); ``http`` is the highest
+    http_rates: list[float] = field(default_factory=list)
     http_50ms: Ceiling | None = None
     postgres: Ceiling | None = None
     at_0ms: RunResult | None = None
@@ -86,7 +88,8 @@ def render(r: Results) -> str:
             (
                 f"ceiling: signed POST loop, concurrency {r.concurrency}",
                 f"{r.http.rate:,.0f} req/s",
-                f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each",
+                f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each; "
+                f"highest of {' and '.join(f'{rate:,.0f}' for rate in r.http_rates)}",
             )
         )
     if r.http_50ms:
