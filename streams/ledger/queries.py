@@ -15,11 +15,12 @@ from datetime import date
 import orjson
 
 from streams.ledger.records import InvoiceRecord
-from streams.ledger.sql import COLUMNS
-from streams.ledger.states import State
 
 # The row mapping the worker uses, so a lookup reads exactly what the worker wrote.
-from streams.ledger.store import Ledger, record_from_row
+from streams.ledger.rows import record_from_row
+from streams.ledger.sql import COLUMNS
+from streams.ledger.states import State
+from streams.ledger.store import Ledger
 
 #: the most rows one page may hold (CLI and HTTP API alike)
 MAX_PAGE_SIZE = 1000

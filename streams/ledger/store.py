@@ -24,6 +24,7 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
+from streams.ledger.rows import history_columns, record_from_row
 from streams.ledger.sql import (
     APPLY,
     COLUMNS,
@@ -47,34 +48,6 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-
-
-def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
-    return InvoiceRecord(
-        key=InvoiceKey(row["seller_tax_id"], row["invoice_number"]),
-        state=State(row["state"]),
-        content_hash=row["content_hash"],
-        kind=row["kind"],
-        issue_date=row["issue_date"],
-        total_with_tax=row["total_with_tax"],
-        source_event_id=row["source_event_id"],
-        source_partition=row["source_partition"],
-        source_offset=row["source_offset"],
-        attempts=row["attempts"],
-        platform_ref=row["platform_ref"],
-        accepted_at=row["accepted_at"],
-        receipt_id=row["receipt_id"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        error_field=row["error_field"],
-        issued_at=row["issued_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        confirmed_at=row["confirmed_at"],
-        next_attempt_at=row["next_attempt_at"],
-        failures=row["failures"],
-        original_invoice_number=row["original_invoice_number"],
-    )
 
 
 class Ledger:
@@ -188,7 +161,7 @@ class Ledger:
             lost = set(latest) - applied
             kept = [c for c in changes if c.record.key not in lost]
             if kept:
-                await conn.execute(HISTORY_INSERT, *_history_columns(kept, self._worker_id))
+                await conn.execute(HISTORY_INSERT, *history_columns(kept, self._worker_id))
         for key in sorted(lost):
             log.warning(
                 "ledger: %s is no longer %s (another worker changed it first); not writing %s",
@@ -419,21 +392,3 @@ class Ledger:
                 older_than_days,
             )
         return int(str(done).rsplit(" ", 1)[-1])
-
-
-def _history_columns(changes: Sequence[Change], worker_id: str) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(8)]
-    for change in changes:
-        values = (
-            change.record.key.seller_tax_id,
-            change.record.key.invoice_number,
-            None if change.previous is None else change.previous.value,
-            change.record.state.value,
-            change.event_id,
-            change.reason_code,
-            change.detail,
-            worker_id,
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
