@@ -90,9 +90,9 @@ async def bench(data_dir: Path) -> Results:
                 stack.bootstrap, feed(n(50_000), run_id + 1), partitions=PARTITIONS
             )
             say(f"  {results.kafka.rate:,.0f} msg/s")
-            say(f"floor: the worker's faust app over {n(50_000):,} events, nothing behind it")
+            say(f"floor: the worker's faust app over {n(20_000):,} events, nothing behind it")
             results.faust = await ceilings.faust_floor(
-                stack.bootstrap, feed(n(50_000), run_id + 8), partitions=PARTITIONS,
+                stack.bootstrap, feed(n(20_000), run_id + 8), partitions=PARTITIONS,
                 data_dir=data_dir,
             )  # fmt: skip
             say(f"  {results.faust.rate:,.0f} events/s, "
