@@ -4,6 +4,8 @@ Environment:
   BENCH_SCALE           backlog sizes × this (1 = 100k/50k/10k invoices); default 1
   BENCH_LEDGER_ROWS     rows COPYed into the ledger for the lookup case; default 5,000,000
   BENCH_STEADY_SECONDS  how long the half-load phase offers invoices; default 30
+  BENCH_STEADY_RATE     offer this many invoices/s instead of half the 0 ms rate (to
+                        compare latency across runs or settings at the same load)
   BENCH_SKIP            comma list of: ceilings, latency, steady, rss, ledger
   BENCH_WORKERS         worker processes (one consumer group) per pipeline scenario; default 1
   BENCH_PYSPY           path to py-spy: profile the worker during the 0 ms run
@@ -50,6 +52,7 @@ async def bench(data_dir: Path) -> Results:
     scale = _env_float("BENCH_SCALE", 1.0)
     ledger_rows = int(_env_float("BENCH_LEDGER_ROWS", 5_000_000))
     steady_seconds = _env_float("BENCH_STEADY_SECONDS", 30.0)
+    steady_rate = _env_float("BENCH_STEADY_RATE", 0.0)
     skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
     py_spy = os.environ.get("BENCH_PYSPY")
     # One worker by default: the ratios then measure what one invoice costs one worker,
@@ -123,7 +126,8 @@ async def bench(data_dir: Path) -> Results:
             await http_ceiling(run_id + 9)
         if "steady" not in skip:
             results.steady = await run_steady(
-                services, rate=max(1.0, results.at_0ms.rate / 2), seconds=steady_seconds,
+                services, rate=steady_rate or max(1.0, results.at_0ms.rate / 2),
+                seconds=steady_seconds,
                 run_id=run_id + 4,
             )  # fmt: skip
         if "latency" not in skip:
@@ -146,6 +150,9 @@ async def bench(data_dir: Path) -> Results:
             f"BENCH_SCALE={scale:g}: backlogs are {n(100_000):,} / {n(50_000):,} / "
             f"{n(10_000):,} instead of 100k / 50k / 10k (RSS ratio compares those two)."
         )
+    if steady_rate:
+        results.notes.append(f"BENCH_STEADY_RATE={steady_rate:g}: the steady phase offered "
+                             "that rate, not half the 0 ms rate.")  # fmt: skip
     if ledger_rows != 5_000_000:
         results.notes.append(f"BENCH_LEDGER_ROWS={ledger_rows:,} instead of 5,000,000.")
     return results
