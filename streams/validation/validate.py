@@ -253,7 +253,11 @@ class _InvoiceCheck:
         if unit_price is not None and unit_price <= _ZERO:
             self.add(f"{path}.unit_price", f"unit_price must be positive, got {unit_price}.")
         if kind is not None:
-            self._line_signs(path, kind, quantity, amount, tax_amount, rate)
+            self._sign(f"{path}.quantity", quantity, kind)
+            self._sign(f"{path}.amount", amount, kind)
+            # 0-rate lines carry 0.00 tax whatever the kind; that is checked with the tax.
+            if rate is not None and rate != _ZERO:
+                self._sign(f"{path}.tax_amount", tax_amount, kind)
         if amount is not None and tax_amount is not None and rate is not None:
             if rate == _ZERO:
                 if tax_amount != _ZERO:
@@ -273,29 +277,15 @@ class _InvoiceCheck:
             return None
         return LineMoney(amount=amount, tax_rate=rate, tax_amount=tax_amount)
 
-    def _line_signs(
-        self,
-        path: str,
-        kind: Kind,
-        quantity: Decimal | None,
-        amount: Decimal | None,
-        tax_amount: Decimal | None,
-        rate: Decimal | None,
+    def _sign(
+        self, field: str, value: Decimal | None, kind: Kind, *, zero_ok: bool = False
     ) -> None:
-        word = "positive on a blue" if kind == "blue" else "negative on a red (credit)"
-        word += " invoice"
-        if quantity is not None and _wrong_sign(quantity, kind):
-            self.add(f"{path}.quantity", f"quantity must be {word}, got {quantity}.")
-        if amount is not None and _wrong_sign(amount, kind):
-            self.add(f"{path}.amount", f"amount must be {word}, got {amount}.")
-        # 0-rate lines carry 0.00 tax whatever the kind; that is checked with the tax.
-        if (
-            tax_amount is not None
-            and rate is not None
-            and rate != _ZERO
-            and _wrong_sign(tax_amount, kind)
-        ):
-            self.add(f"{path}.tax_amount", f"tax_amount must be {word}, got {tax_amount}.")
+        """Blue invoices carry positive amounts and red (credit) ones negative amounts."""
+        if value is None or (zero_ok and value == _ZERO):
+            return
+        if (value <= _ZERO) if kind == "blue" else (value >= _ZERO):
+            word = "positive on a blue" if kind == "blue" else "negative on a red (credit)"
+            self.add(field, f"{field.rsplit('.', 1)[-1]} must be {word} invoice, got {value}.")
 
     def _item_name(self, field: str, value: object) -> None:
         name = self._name(field, value, "item name", ITEM_NAME_MAX)
@@ -356,15 +346,8 @@ class _InvoiceCheck:
             totals[name] = self._decimal(f"invoice.{name}", self.invoice.get(name), MONEY_PLACES)
         if kind is not None:
             for name, value in totals.items():
-                if value is None:
-                    continue
                 # total_tax is 0.00 when every line is 0-rate; the sums check the rest.
-                if kind == "blue" and (value < _ZERO or (value == _ZERO and name != "total_tax")):
-                    self.add(f"invoice.{name}", f"{name} must be positive on a blue invoice, "
-                             f"got {value}.")  # fmt: skip
-                if kind == "red" and (value > _ZERO or (value == _ZERO and name != "total_tax")):
-                    self.add(f"invoice.{name}", f"{name} must be negative on a red (credit) "
-                             f"invoice, got {value}.")  # fmt: skip
+                self._sign(f"invoice.{name}", value, kind, zero_ok=name == "total_tax")
         if lines is None:
             return  # a line's money did not parse; the line's own violation says so
         for name, problem in totals_problems(lines, **totals):
@@ -395,10 +378,6 @@ class _InvoiceCheck:
                 elif original == self.invoice.get("invoice_number"):
                     self.add(field, "A red invoice cannot reverse itself: "
                              "original_invoice_number is its own number.")  # fmt: skip
-
-
-def _wrong_sign(value: Decimal, kind: Kind) -> bool:
-    return value <= _ZERO if kind == "blue" else value >= _ZERO
 
 
 def _show(value: object, limit: int = 40) -> str:
