@@ -205,7 +205,8 @@ class Workers:
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
 
-    async def peak_rss_kb(self) -> int:
+    async def stop_sampling(self) -> int:
+        """Stops the RSS samplers; the peak of the largest worker, in kB."""
         peaks = []
         for sampler in self._samplers:
             await sampler.stop()
@@ -279,7 +280,7 @@ async def run_backlog(
         spy = await _start_profile(profile, workers.pids[0])
         done = await outcomes.wait_for(count, timeout=120 + count / 50, label=label)
         cpu = workers.cpu_seconds() - cpu0
-        peak_kb = await workers.peak_rss_kb()
+        peak_kb = await workers.stop_sampling()
         if spy is not None:
             await spy.wait()
         if not done:
