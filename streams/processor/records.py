@@ -59,12 +59,14 @@ _SUMMARY_FIELDS = (
 )  # fmt: skip
 
 
-def new_record(event: IssuedEvent, state: State) -> InvoiceRecord:
-    """The ledger row an issued event starts (or restarts) its invoice with."""
+def new_record(event: IssuedEvent, state: State, *, attempts: int = 0) -> InvoiceRecord:
+    """The ledger row an issued event starts (or restarts) its invoice with; ``attempts``
+    carries the POSTs of an earlier event of the same invoice."""
     invoice = event.summary
     return InvoiceRecord(
         key=event.key,
         state=state,
+        attempts=attempts,
         content_hash=event.content_hash,
         kind=_str_or_none(invoice.get("kind")),
         issue_date=_date_or_none(invoice.get("issue_date")),
