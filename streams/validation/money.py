@@ -45,6 +45,14 @@ MAX_INTEGER_DIGITS = 20
 EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 
 _DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+# One match settles the common case: at most 20 integer digits and few enough places
+# need none of the checks below, which exist to word the error.
+_PLAIN_DECIMAL = {
+    places: re.compile(rf"-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{places}}})?")
+    for places in (MONEY_PLACES, QUANTITY_PLACES)
+}
+# Building a quantum costs as much as the quantize itself.
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in (MONEY_PLACES, QUANTITY_PLACES)}
 
 
 class DecimalFormatError(ValueError):
@@ -56,6 +64,9 @@ def parse_decimal(value: object, *, places: int) -> Decimal:
     ``places`` decimal places, else ``DecimalFormatError``."""
     if not isinstance(value, str):
         raise DecimalFormatError(f'must be a decimal string like "12.34", got {_json_type(value)}.')
+    plain = _PLAIN_DECIMAL.get(places)
+    if plain is not None and plain.fullmatch(value) is not None:
+        return Decimal(value)
     match = _DECIMAL.fullmatch(value)
     if match is None:
         raise DecimalFormatError(f'{_shorten(value)!r} is not a decimal number like "12.34".')
@@ -74,7 +85,10 @@ def parse_decimal(value: object, *, places: int) -> Decimal:
 
 def round_half_up(value: Decimal, places: int = MONEY_PLACES) -> Decimal:
     """Commercial rounding: halves away from zero, so a red line mirrors its blue one."""
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=EXACT)
+    quantum = _QUANTA.get(places)
+    if quantum is None:
+        quantum = Decimal(1).scaleb(-places)
+    return value.quantize(quantum, rounding=ROUND_HALF_UP, context=EXACT)
 
 
 def expected_line_tax(amount: Decimal, tax_rate: Decimal) -> Decimal:

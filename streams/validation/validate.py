@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from streams.validation.invoice_number import (
     invoice_number_format_problem,
@@ -62,7 +62,7 @@ def validate_invoice(
 ) -> list[Violation]:
     """All violations of ``invoice`` (the ``invoice`` object of an ``invoice.issued``
     event), in field order; empty when it may be sent. ``today`` is the Beijing date."""
-    if not isinstance(invoice, Mapping):
+    if not _is_object(invoice):
         return [Violation("invoice", "The invoice must be a JSON object.")]
     return _InvoiceCheck(invoice, rules, today).run()
 
@@ -74,8 +74,9 @@ class _InvoiceCheck:
         self.today = today
         self.violations: list[Violation] = []
 
-    def add(self, field: str, message: str) -> None:
-        self.violations.append(Violation(field, message))
+    def add(self, field: str, message: str, leaf: str = "") -> None:
+        # The path of a field's leaf is built only here, when something is wrong with it.
+        self.violations.append(Violation(f"{field}.{leaf}" if leaf else field, message))
 
     def run(self) -> list[Violation]:
         kind = self._kind()
@@ -145,7 +146,7 @@ class _InvoiceCheck:
 
     def _seller(self) -> None:
         seller = self.invoice.get("seller")
-        if not isinstance(seller, Mapping):
+        if not _is_object(seller):
             self.add("invoice.seller", "seller must be an object with tax_id and name.")
             return
         tax_id = seller.get("tax_id")
@@ -153,11 +154,11 @@ class _InvoiceCheck:
             self.add("invoice.seller.tax_id", "The seller's tax id is required.")
         else:
             self._tax_id("invoice.seller.tax_id", tax_id)
-        self._name("invoice.seller.name", seller.get("name"), "seller name", PARTY_NAME_MAX)
+        self._name("invoice.seller", "name", seller.get("name"), "seller name", PARTY_NAME_MAX)
 
     def _buyer(self) -> None:
         buyer = self.invoice.get("buyer")
-        if not isinstance(buyer, Mapping):
+        if not _is_object(buyer):
             self.add("invoice.buyer", "buyer must be an object with at least a name.")
             return
         field = "invoice.buyer.tax_id"
@@ -179,7 +180,7 @@ class _InvoiceCheck:
             )  # fmt: skip
         elif tax_id is not None:
             self._tax_id(field, tax_id)
-        self._name("invoice.buyer.name", buyer.get("name"), "buyer name", PARTY_NAME_MAX)
+        self._name("invoice.buyer", "name", buyer.get("name"), "buyer name", PARTY_NAME_MAX)
 
     def _tax_id(self, field: str, value: object) -> None:
         if not isinstance(value, str):
@@ -189,16 +190,18 @@ class _InvoiceCheck:
         if problem is not None:
             self.add(field, problem)
 
-    def _name(self, field: str, value: object, label: str, limit: int) -> str | None:
+    def _name(self, parent: str, leaf: str, value: object, label: str, limit: int) -> str | None:
         if not isinstance(value, str):
-            self.add(field, f"The {label} must be text, got {_show(value)}.")
+            self.add(parent, f"The {label} must be text, got {_show(value)}.", leaf)
             return None
         if not value.strip():
-            self.add(field, f"The {label} is empty.")
+            self.add(parent, f"The {label} is empty.", leaf)
             return None
         if len(value) > limit:
             self.add(
-                field, f"The {label} is {len(value)} characters long; at most {limit} allowed."
+                parent,
+                f"The {label} is {len(value)} characters long; at most {limit} allowed.",
+                leaf,
             )
         return value
 
@@ -230,112 +233,118 @@ class _InvoiceCheck:
         return complete, money
 
     def _line(self, path: str, line: object, kind: Kind | None) -> LineMoney | None:
-        if not isinstance(line, Mapping):
+        if not _is_object(line):
             self.add(path, "Each line must be an object.")
             return None
-        self._item_name(f"{path}.item_name", line.get("item_name"))
+        self._item_name(path, line.get("item_name"))
         tax_code = line.get("tax_code")
         if not isinstance(tax_code, str) or _TAX_CODE.fullmatch(tax_code) is None:
             self.add(
-                f"{path}.tax_code",
+                path,
                 f"tax_code must be the 19-digit tax classification code, got {_show(tax_code)}.",
+                "tax_code",
             )
-        amount = self._decimal(f"{path}.amount", line.get("amount"), MONEY_PLACES)
-        tax_amount = self._decimal(f"{path}.tax_amount", line.get("tax_amount"), MONEY_PLACES)
-        rate = self._tax_rate(f"{path}.tax_rate", line.get("tax_rate"))
-        self._exemption(f"{path}.tax_exemption", line, rate)
+        amount = self._decimal(path, "amount", line.get("amount"), MONEY_PLACES)
+        tax_amount = self._decimal(path, "tax_amount", line.get("tax_amount"), MONEY_PLACES)
+        rate = self._tax_rate(path, line.get("tax_rate"))
+        self._exemption(path, line, rate)
         quantity = unit_price = None
-        if line.get("quantity") is not None:
-            quantity = self._decimal(f"{path}.quantity", line["quantity"], QUANTITY_PLACES)
-        if line.get("unit_price") is not None:
-            unit_price = self._decimal(f"{path}.unit_price", line["unit_price"], QUANTITY_PLACES)
+        if (value := line.get("quantity")) is not None:
+            quantity = self._decimal(path, "quantity", value, QUANTITY_PLACES)
+        if (value := line.get("unit_price")) is not None:
+            unit_price = self._decimal(path, "unit_price", value, QUANTITY_PLACES)
 
         if unit_price is not None and unit_price <= _ZERO:
-            self.add(f"{path}.unit_price", f"unit_price must be positive, got {unit_price}.")
+            self.add(path, f"unit_price must be positive, got {unit_price}.", "unit_price")
         if kind is not None:
-            self._sign(f"{path}.quantity", quantity, kind)
-            self._sign(f"{path}.amount", amount, kind)
+            self._sign(path, "quantity", quantity, kind)
+            self._sign(path, "amount", amount, kind)
             # 0-rate lines carry 0.00 tax whatever the kind; that is checked with the tax.
             if rate is not None and rate != _ZERO:
-                self._sign(f"{path}.tax_amount", tax_amount, kind)
+                self._sign(path, "tax_amount", tax_amount, kind)
         if amount is not None and tax_amount is not None and rate is not None:
             if rate == _ZERO:
                 if tax_amount != _ZERO:
                     self.add(
-                        f"{path}.tax_amount",
+                        path,
                         f"A 0-rate line carries no tax; tax_amount must be 0.00, got {tax_amount}.",
+                        "tax_amount",
                     )
             else:
                 problem = line_tax_problem(amount, rate, tax_amount)
                 if problem is not None:
-                    self.add(f"{path}.tax_amount", problem)
+                    self.add(path, problem, "tax_amount")
         if quantity is not None and unit_price is not None and amount is not None:
             problem = line_amount_problem(quantity, unit_price, amount)
             if problem is not None:
-                self.add(f"{path}.amount", problem)
+                self.add(path, problem, "amount")
         if amount is None or tax_amount is None or rate is None:
             return None
         return LineMoney(amount=amount, tax_rate=rate, tax_amount=tax_amount)
 
     def _sign(
-        self, field: str, value: Decimal | None, kind: Kind, *, zero_ok: bool = False
+        self, parent: str, leaf: str, value: Decimal | None, kind: Kind, *, zero_ok: bool = False
     ) -> None:
         """Blue invoices carry positive amounts and red (credit) ones negative amounts."""
         if value is None or (zero_ok and value == _ZERO):
             return
         if (value <= _ZERO) if kind == "blue" else (value >= _ZERO):
             word = "positive on a blue" if kind == "blue" else "negative on a red (credit)"
-            self.add(field, f"{field.rsplit('.', 1)[-1]} must be {word} invoice, got {value}.")
+            self.add(parent, f"{leaf} must be {word} invoice, got {value}.", leaf)
 
-    def _item_name(self, field: str, value: object) -> None:
-        name = self._name(field, value, "item name", ITEM_NAME_MAX)
+    def _item_name(self, path: str, value: object) -> None:
+        name = self._name(path, "item_name", value, "item name", ITEM_NAME_MAX)
         if name is None:
             return
         match = _ITEM_NAME.fullmatch(name)
         if match is None or not match[1].strip() or not match[2].strip():
             self.add(
-                field,
+                path,
                 f"The item name must have the form *category*name, like *信息技术服务*软件维护; "
                 f"got {_show(name)}.",
+                "item_name",
             )
 
-    def _tax_rate(self, field: str, value: object) -> Decimal | None:
-        allowed = ", ".join(f"{r:f}" for r in sorted(self.rules.tax_rates, reverse=True))
+    def _tax_rate(self, path: str, value: object) -> Decimal | None:
         try:
             rate = parse_decimal(value, places=QUANTITY_PLACES)
         except DecimalFormatError:
-            self.add(field, f"tax_rate {_show(value)} is not one of the allowed rates: {allowed}.")
-            return None
-        if rate not in self.rules.tax_rates:
-            self.add(field, f"tax_rate {value} is not one of the allowed rates: {allowed}.")
-            return None
-        return rate
+            shown = _show(value)
+        else:
+            if rate in self.rules.tax_rates:
+                return rate
+            shown = f"{value}"
+        # Only a refused rate needs the list, so a valid line never builds it.
+        allowed = ", ".join(f"{r:f}" for r in sorted(self.rules.tax_rates, reverse=True))
+        self.add(path, f"tax_rate {shown} is not one of the allowed rates: {allowed}.", "tax_rate")
+        return None
 
-    def _exemption(self, field: str, line: Mapping[str, Any], rate: Decimal | None) -> None:
+    def _exemption(self, path: str, line: Mapping[str, Any], rate: Decimal | None) -> None:
         exemption = line.get("tax_exemption")
         if exemption is None:
             return
         if exemption not in TAX_EXEMPTIONS:
             self.add(
-                field,
+                path,
                 f'tax_exemption must be "exempt" or "non_taxable", got {_show(exemption)}.',
+                "tax_exemption",
             )
         elif rate is not None and rate != _ZERO:
             self.add(
-                field,
+                path,
                 f"tax_exemption {exemption} only applies to a 0 tax_rate; this line's rate is "
                 f"{rate}. Remove the exemption or set the rate to 0.",
+                "tax_exemption",
             )
 
-    def _decimal(self, field: str, value: object, places: int) -> Decimal | None:
+    def _decimal(self, parent: str, leaf: str, value: object, places: int) -> Decimal | None:
         if value is None:
-            self.add(field, f"{field.rsplit('.', 1)[-1]} is missing.")
+            self.add(parent, f"{leaf} is missing.", leaf)
             return None
         try:
             return parse_decimal(value, places=places)
         except DecimalFormatError as exc:
-            name = field.rsplit(".", 1)[-1]
-            self.add(field, f"{name} {exc}")
+            self.add(parent, f"{leaf} {exc}", leaf)
             return None
 
     # --- totals, currency, original ------------------------------------------------
@@ -343,15 +352,15 @@ class _InvoiceCheck:
     def _totals(self, kind: Kind | None, lines: list[LineMoney] | None) -> None:
         totals: dict[str, Decimal | None] = {}
         for name in ("total_amount", "total_tax", "total_with_tax"):
-            totals[name] = self._decimal(f"invoice.{name}", self.invoice.get(name), MONEY_PLACES)
+            totals[name] = self._decimal("invoice", name, self.invoice.get(name), MONEY_PLACES)
         if kind is not None:
             for name, value in totals.items():
                 # total_tax is 0.00 when every line is 0-rate; the sums check the rest.
-                self._sign(f"invoice.{name}", value, kind, zero_ok=name == "total_tax")
+                self._sign("invoice", name, value, kind, zero_ok=name == "total_tax")
         if lines is None:
             return  # a line's money did not parse; the line's own violation says so
         for name, problem in totals_problems(lines, **totals):
-            self.add(f"invoice.{name}", problem)
+            self.add("invoice", problem, name)
 
     def _currency(self) -> None:
         currency = self.invoice.get("currency")
@@ -383,3 +392,8 @@ class _InvoiceCheck:
 def _show(value: object, limit: int = 40) -> str:
     text = "null" if value is None else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # Decoded JSON objects are dicts, and an exact type match spares the slow ABC check.
+    return isinstance(value, (dict, Mapping))
