@@ -151,6 +151,7 @@ class Metrics:
             registry=r,
         )
         self._lag_partitions: set[int] = set()
+        self._platform_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         # Series exist from the start: an alert on "== 0" or "open == 1" needs a
         # value before the first event rather than an absent series.
         self.circuit_state("closed")
@@ -182,8 +183,17 @@ class Metrics:
 
     def platform_request(self, endpoint: str, status: str, seconds: float) -> None:
         """``endpoint`` must be a route template (``/api/v1/invoices``), never a URL with ids."""
-        self._platform_requests.labels(endpoint, status).inc()
-        self._platform_seconds.labels(endpoint).observe(seconds)
+        children = self._platform_children.get((endpoint, status))
+        if children is None:
+            # labels() validates and locks on every call (~5 µs); the series are few.
+            children = (
+                self._platform_requests.labels(endpoint, status),
+                self._platform_seconds.labels(endpoint),
+            )
+            self._platform_children[(endpoint, status)] = children
+        requests, seconds_taken = children
+        requests.inc()
+        seconds_taken.observe(seconds)
 
     # --- state ----------------------------------------------------------------------------
     def circuit_state(self, state: str) -> None:
