@@ -30,6 +30,7 @@ from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
 from streams.platform.client import PlatformClient
 from streams.validation.today import beijing_today
+from streams.worker.run import use_uvloop
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ def _main(argv: list[str]) -> None:
         raise SystemExit("usage: python -m bench.ceilings http URL APP_ID COUNT CONCURRENCY RUN")
     _, url, app_id, count, concurrency, run_id = argv
     secret = os.environ["BENCH_APP_SECRET"]
+    use_uvloop()  # the worker's event loop, so a POST costs the client what it costs the worker
     result = asyncio.run(_post_loop(url, app_id, secret, int(count), int(concurrency), int(run_id)))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 

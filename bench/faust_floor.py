@@ -26,7 +26,7 @@ from streams.processor.health import Health
 from streams.processor.records import RawRecord
 from streams.settings import Settings
 from streams.worker.app import build_app
-from streams.worker.run import tune_gc
+from streams.worker.run import tune_gc, use_uvloop
 
 
 class _Standin:
@@ -69,6 +69,7 @@ def _main(argv: list[str]) -> None:
                          "(settings: INVOICE_SYNC_*)")  # fmt: skip
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    use_uvloop()  # as the worker does
     runtime = _Standin(int(argv[0]), Path(argv[1]))
     app = build_app(settings, runtime)  # type: ignore[arg-type]
     worker = faust.Worker(app, quiet=True, loglevel="WARNING", redirect_stdouts=False,

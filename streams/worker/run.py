@@ -72,6 +72,7 @@ def run_worker(settings: Settings) -> None:
     # faust chdirs into its workdir before logging is set up, and mode's exit handler
     # swallows that error silently: make sure it exists.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    use_uvloop()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(prepare(settings))
@@ -90,6 +91,19 @@ def run_worker(settings: Settings) -> None:
     )
     tune_gc()
     worker.execute_from_commandline()
+
+
+def use_uvloop() -> None:
+    """Run the worker's event loops on uvloop: the main one and the one faust's consumer
+    thread makes for itself (through the policy). The worker spends a fifth of its CPU
+    in the event loop and its transports (aiohttp, asyncpg, aiokafka); uvloop's are
+    compiled, and worker CPU per invoice fell ~20 % with it (docs/performance.md).
+    uvloop is not built for Windows, where asyncio's own loop stays."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def tune_gc() -> None:
