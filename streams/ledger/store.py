@@ -30,7 +30,6 @@ from streams.ledger.sql import (
     COLUMNS,
     CREDITED,
     FINAL_COUNTS,
-    HISTORY_INSERT,
     UNFINISHED_SUMMARY,
 )
 from streams.ledger.states import State, check_transition
@@ -133,7 +132,7 @@ class Ledger:
         return {record.key: record for record in map(record_from_row, rows)}
 
     async def apply(self, changes: Sequence[Change]) -> set[InvoiceKey]:
-        """Write ``changes`` (rows and their history) in one transaction.
+        """Write ``changes`` (rows and their history) in one statement.
 
         A row changes only if it is still in the state its change expected, and never
         once CONFIRMED: two writers racing on one invoice cannot undo each other. A
@@ -153,15 +152,12 @@ class Ledger:
                 expected.setdefault(key, change.previous)
         rows = self._columns_of(list(latest.values()))
         rows.append([None if s is None else s.value for s in expected.values()])
-        async with self.connection() as conn, conn.transaction():
-            applied: set[InvoiceKey] = set()
-            if latest:
-                done = await conn.fetch(APPLY, *rows)
-                applied = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in done}
-            lost = set(latest) - applied
-            kept = [c for c in changes if c.record.key not in lost]
-            if kept:
-                await conn.execute(HISTORY_INSERT, *history_columns(kept, self._worker_id))
+        rows += history_columns(changes, self._worker_id)
+        rows.append([c.record.key in latest for c in changes])
+        async with self.connection() as conn:
+            done = await conn.fetch(APPLY, *rows)
+        applied = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in done}
+        lost = set(latest) - applied
         for key in sorted(lost):
             log.warning(
                 "ledger: %s is no longer %s (another worker changed it first); not writing %s",

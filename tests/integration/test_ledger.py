@@ -89,10 +89,10 @@ async def test_unreachable_database_is_a_retryable_error() -> None:
 
 
 async def test_racing_writers_never_overwrite_confirmed_nor_a_moved_row(ledger: Ledger) -> None:
-    confirmed, moved, fresh, taken = _key(), _key(), _key(), _key()
+    confirmed, moved, fresh, taken, noted = _key(), _key(), _key(), _key(), _key()
     now = datetime.now(UTC)
     await ledger.apply([Change(_record(k, State.SUBMITTING), None, "e")
-                        for k in (confirmed, moved, taken)])  # fmt: skip
+                        for k in (confirmed, moved, taken, noted)])  # fmt: skip
     await ledger.apply([
         Change(_record(confirmed, State.CONFIRMED, platform_ref="R1", accepted_at=now,
                        confirmed_at=now), State.SUBMITTING, "e"),
@@ -106,6 +106,10 @@ async def test_racing_writers_never_overwrite_confirmed_nor_a_moved_row(ledger: 
                State.SUBMITTING, "late"),
         Change(_record(taken, State.RECEIVED), None, "late"),
         Change(_record(fresh, State.SUBMITTING), None, "late"),
+        # Notes: on a key whose change lost (dropped with it), on one that changed
+        # (after its change, in order), on one nothing in the batch changes (kept).
+        *(Change(_record(k, State.SUBMITTING), State.SUBMITTING, "late-note",
+                 "DUPLICATE_RESEND", history_only=True) for k in (confirmed, fresh, noted)),
     ])  # fmt: skip
     assert lost == {confirmed, moved, taken}
     rows = await ledger.load([confirmed, moved, fresh, taken])
@@ -114,7 +118,8 @@ async def test_racing_writers_never_overwrite_confirmed_nor_a_moved_row(ledger: 
     assert rows[taken].state == State.SUBMITTING and rows[fresh].state == State.SUBMITTING
     # History is only written for what was applied.
     assert [h.event_id for h in await ledger.history(confirmed)] == ["e", "e"]
-    assert [h.event_id for h in await ledger.history(fresh)] == ["late"]
+    assert [h.event_id for h in await ledger.history(fresh)] == ["late", "late-note"]
+    assert [h.event_id for h in await ledger.history(noted)] == ["e", "late-note"]
 
 
 async def test_credited_sums_confirmed_reds_per_original_in_one_query(
