@@ -1,8 +1,8 @@
 """The ledger's PostgreSQL side, through one asyncpg pool.
 
-Writes are batched: one transaction per wave of invoices (see
-``streams.processor``), because a round trip costs ~0.3 ms here and a
-transaction per invoice would cap a worker near a thousand invoices a second.
+Writes are batched: one statement per wave of invoices (see ``streams.processor``),
+because a round trip costs ~0.3 ms here and a transaction per invoice would cap a
+worker near a thousand invoices a second.
 """
 
 from __future__ import annotations

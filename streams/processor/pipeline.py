@@ -2,8 +2,8 @@
 
 A batch is cut into *waves*: wave i holds the i-th record of every Kafka key in the
 batch, so events of one invoice are handled in order while different invoices go
-to the platform concurrently. Each wave costs two ledger transactions (claim,
-outcome) whatever its size, and its output events are acknowledged by the broker
+to the platform concurrently. Each wave costs two ledger writes, one statement each
+(claim, outcome), whatever its size, and its output events are acknowledged by the broker
 before the batch's offsets may be committed: at-least-once consumption, made
 exactly-once in effect by the ledger and the platform's duplicate check.
 
