@@ -24,6 +24,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.ceilings import publish
+from bench.collector import collector_paused
 from bench.procstat import RssSampler, cpu_seconds, memory_kb
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
@@ -251,7 +252,8 @@ async def _running(
             }
             workers = Workers(env, services.workers, services.data_dir / "logs", label)
             try:
-                yield topics[0], outcomes, workers, sandbox
+                with collector_paused():
+                    yield topics[0], outcomes, workers, sandbox
             finally:
                 await workers.stop()
     finally:
