@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench import ceilings, ledger
+from bench.collector import collector_paused
 from bench.pipeline import (
     APP_ID,
     APP_SECRET,
@@ -73,12 +74,15 @@ async def bench(data_dir: Path) -> Results:
 
     async def http_ceiling(feed_id: int) -> None:
         say(f"ceiling: {n(20_000):,} signed POSTs at concurrency {concurrency}")
-        async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
-            ceiling = await ceilings.http_ceiling(
-                sandbox.url, APP_ID, APP_SECRET, count=n(20_000),
-                concurrency=concurrency, run_id=feed_id,
-            )  # fmt: skip
-            stored = sandbox.store.stored_count()
+        # Paused here too, as in the pipeline runs: the ceiling's sandbox must not be
+        # slowed by the bench's own collector where the pipeline's is not.
+        with collector_paused():
+            async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
+                ceiling = await ceilings.http_ceiling(
+                    sandbox.url, APP_ID, APP_SECRET, count=n(20_000),
+                    concurrency=concurrency, run_id=feed_id,
+                )  # fmt: skip
+                stored = sandbox.store.stored_count()
         say(f"  {ceiling.rate:,.0f} req/s ({stored:,} stored by the sandbox)")
         results.http_rates.append(ceiling.rate)
         if results.http is None or ceiling.rate > results.http.rate:
@@ -103,11 +107,12 @@ async def bench(data_dir: Path) -> Results:
             await http_ceiling(run_id + 2)
             say(f"ceiling: {n(4_000):,} signed POSTs at concurrency {concurrency}, 50 ms latency")
             faults = Faults(latency_ms=50)
-            async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=faults) as sandbox:
-                results.http_50ms = await ceilings.http_ceiling(
-                    sandbox.url, APP_ID, APP_SECRET, count=n(4_000),
-                    concurrency=concurrency, run_id=run_id + 7,
-                )  # fmt: skip
+            with collector_paused():
+                async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=faults) as sandbox:
+                    results.http_50ms = await ceilings.http_ceiling(
+                        sandbox.url, APP_ID, APP_SECRET, count=n(4_000),
+                        concurrency=concurrency, run_id=run_id + 7,
+                    )  # fmt: skip
             say(f"  {results.http_50ms.rate:,.0f} req/s")
         if "ledger" not in skip or "ceilings" not in skip:
             bench_db = await ledger.prepare(stack.database_url)
