@@ -72,7 +72,10 @@ class Ledger:
         if self._pool is None:
             self._pool = await self._guard(
                 lambda: asyncpg.create_pool(
-                    self._dsn, min_size=self._min_size, max_size=self._max_size
+                    self._dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    reset=_session_kept,
                 )
             )
 
@@ -107,8 +110,14 @@ class Ledger:
             raise LedgerUnavailableError(f"ledger database unavailable: {exc}") from exc
 
     async def migrate(self) -> list[Migration]:
-        async with self.connection() as conn:
-            return await migrate(conn)
+        # A connection of its own, closed after: the migration's advisory lock ends
+        # with its session, whatever happens, and never reaches a pooled connection
+        # (the pool does not reset sessions, see _session_kept).
+        conn = await self._guard(lambda: asyncpg.connect(self._dsn))
+        try:
+            return await self._guard(lambda: migrate(conn))
+        finally:
+            await conn.close()
 
     async def pending_migrations(self) -> list[Migration]:
         async with self.connection() as conn:
@@ -388,3 +397,14 @@ class Ledger:
                 older_than_days,
             )
         return int(str(done).rsplit(" ", 1)[-1])
+
+
+async def _session_kept(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing beyond what asyncpg always does (roll back an open
+    transaction, drop listeners).
+
+    Its default also sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: a round trip for each ledger call, three a wave.
+    Pooled connections never take advisory locks (the migration has its own
+    connection), LISTEN, SET, or hold cursors outside a transaction.
+    """
