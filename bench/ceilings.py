@@ -1,9 +1,11 @@
 """What the machine can do at all, on the same broker, sandbox and database.
 
 - Kafka: a raw aiokafka consume→produce loop (no decoding), committing per batch.
-- HTTP: signed POSTs through ``PlatformClient.submit`` at the pipeline's concurrency,
-  from a child process (``python -m bench.ceilings http ...``) so that, as in the
-  pipeline, the client and the in-process sandbox do not share one interpreter.
+- HTTP: signed POSTs at the pipeline's concurrency from a child process (``python -m
+  bench.ceilings http ...``) so that, as in the pipeline, the client and the
+  in-process sandbox do not share one interpreter. The ceiling is the issue's raw
+  aiohttp loop; the same loop through our ``PlatformClient`` (pyreqwest) is shown
+  beside it, as the cost of one POST in the worker.
 - faust: the worker's own faust app and agent loop with nothing behind it, in a
   child process (``bench/faust_floor.py``): the floor under the worker's CPU per event.
 - PostgreSQL: batched ``INSERT ... SELECT FROM unnest(...)`` of invoice-shaped rows,
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -20,17 +23,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from typing import Literal, cast, get_args
 
+import aiohttp
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
-from streams.platform.client import PlatformClient
+from streams.platform.client import API, PlatformClient
+from streams.platform.signing import sign
 from streams.validation.today import beijing_today
 from streams.worker.run import use_uvloop
+
+_INVOICES = f"{API}/invoices"
 
 
 @dataclass(frozen=True)
@@ -146,13 +155,18 @@ async def faust_floor(
                    float(result["cpu_ms_per_item"]))  # fmt: skip
 
 
+#: the HTTP loops: the issue's raw aiohttp loop, and the same POSTs through our client
+HttpClient = Literal["aiohttp", "ours"]
+
+
 async def http_ceiling(
-    url: str, app_id: str, secret: str, *, count: int, concurrency: int, run_id: int
-) -> Ceiling:
+    url: str, app_id: str, secret: str, *, count: int, concurrency: int, run_id: int,
+    client: HttpClient = "aiohttp",
+) -> Ceiling:  # fmt: skip
     """The POST loop in a child process; returns what it measured."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.ceilings", "http", url, app_id, str(count),
-        str(concurrency), str(run_id),
+        str(concurrency), str(run_id), client,
         env={**os.environ, "BENCH_APP_SECRET": secret},
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -160,13 +174,14 @@ async def http_ceiling(
     if proc.returncode != 0:
         raise RuntimeError(f"HTTP ceiling loop exited with {proc.returncode}")
     result = orjson.loads(out.splitlines()[-1])
-    return Ceiling("http", int(result["count"]), float(result["seconds"]),
+    return Ceiling(client, int(result["count"]), float(result["seconds"]),
                    float(result["cpu_ms_per_item"]))  # fmt: skip
 
 
 async def _post_loop(
-    url: str, app_id: str, secret: str, count: int, concurrency: int, run_id: int
-) -> dict[str, float]:
+    url: str, app_id: str, secret: str, count: int, concurrency: int, run_id: int,
+    client: HttpClient,
+) -> dict[str, float]:  # fmt: skip
     invoices = [
         orjson.loads(item.value)["invoice"]
         for item in generate(count, today=beijing_today(), run_id=run_id, invalid_fraction=0,
@@ -174,18 +189,47 @@ async def _post_loop(
     ]  # fmt: skip
     bodies = [orjson.dumps(invoice) for invoice in invoices]
     queue = iter(range(1, count))
-    async with PlatformClient(url, app_id, secret, max_connections=2 * concurrency) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        if client == "ours":
+            ours = await stack.enter_async_context(
+                PlatformClient(url, app_id, secret, max_connections=2 * concurrency)
+            )
+
+            async def post(i: int) -> None:
+                await ours.submit(invoices[i], bodies[i])
+        else:
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2 * concurrency))
+            )
+            post = partial(_raw_post, session, url, app_id, secret, bodies)
 
         async def lane() -> None:
             for i in queue:
-                await client.submit(invoices[i], bodies[i])
+                await post(i)
 
-        await client.submit(invoices[0], bodies[0])  # warm up: session, first connection
+        await post(0)  # warm up: session, first connection
         cpu0, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu0
     return {"count": count - 1, "seconds": seconds, "cpu_ms_per_item": cpu * 1000 / (count - 1)}
+
+
+async def _raw_post(
+    session: aiohttp.ClientSession, url: str, app_id: str, secret: str, bodies: list[bytes],
+    i: int,
+) -> None:  # fmt: skip
+    """One signed POST as the contract wants it, its answer read and parsed: no more."""
+    timestamp, nonce = str(time.time_ns() // 1_000_000), str(uuid.uuid4())
+    headers = {
+        "Accept": "application/json", "Content-Type": "application/json",
+        "X-App-Id": app_id, "X-Timestamp": timestamp, "X-Nonce": nonce,
+        "X-Signature": sign(secret, "POST", _INVOICES, timestamp, nonce, bodies[i]),
+    }  # fmt: skip
+    async with session.post(url + _INVOICES, data=bodies[i], headers=headers) as response:
+        answer = orjson.loads(await response.read())
+    if response.status != 201:
+        raise RuntimeError(f"the sandbox answered {response.status}: {answer}")
 
 
 async def postgres_ceiling(dsn: str, *, rows: int, batch: int = 500) -> Ceiling:
@@ -220,12 +264,14 @@ async def postgres_ceiling(dsn: str, *, rows: int, batch: int = 500) -> Ceiling:
 
 
 def _main(argv: list[str]) -> None:
-    if argv[:1] != ["http"] or len(argv) != 6:
-        raise SystemExit("usage: python -m bench.ceilings http URL APP_ID COUNT CONCURRENCY RUN")
-    _, url, app_id, count, concurrency, run_id = argv
+    if argv[:1] != ["http"] or len(argv) != 7 or argv[6] not in get_args(HttpClient):
+        raise SystemExit("usage: python -m bench.ceilings http URL APP_ID COUNT CONCURRENCY RUN "
+                         "aiohttp|ours")  # fmt: skip
+    _, url, app_id, count, concurrency, run_id, client = argv
     secret = os.environ["BENCH_APP_SECRET"]
     use_uvloop()  # the worker's event loop, so a POST costs the client what it costs the worker
-    result = asyncio.run(_post_loop(url, app_id, secret, int(count), int(concurrency), int(run_id)))
+    result = asyncio.run(_post_loop(url, app_id, secret, int(count), int(concurrency),
+                                    int(run_id), cast(HttpClient, client)))  # fmt: skip
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 
