@@ -3,13 +3,16 @@ a batch of changes turned into the column arrays one ``unnest`` statement writes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
+
+#: encrypts a payload for its invoice: (sealed payload, key id), or as it is, None
+Seal = Callable[[InvoiceKey, bytes | None], tuple[bytes | None, str | None]]
 
 
 def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
@@ -38,6 +41,43 @@ def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
         failures=row["failures"],
         original_invoice_number=row["original_invoice_number"],
     )
+
+
+def invoice_columns(changes: Sequence[Change], seal: Seal) -> list[list[Any]]:
+    """The invoices rows of ``changes``, column by column; ``seal`` encrypts a payload."""
+    columns: list[list[Any]] = [[] for _ in range(24)]
+    for change in changes:
+        r = change.record
+        payload, key_id = seal(r.key, change.payload)
+        values: tuple[Any, ...] = (
+            r.key.seller_tax_id,
+            r.key.invoice_number,
+            r.state.value,
+            r.content_hash,
+            r.kind,
+            r.issue_date,
+            r.total_with_tax,
+            payload,
+            r.source_event_id,
+            r.source_partition,
+            r.source_offset,
+            r.attempts,
+            r.platform_ref,
+            r.accepted_at,
+            r.receipt_id,
+            r.error_code,
+            r.error_message,
+            r.error_field,
+            r.issued_at,
+            r.confirmed_at,
+            r.next_attempt_at,
+            r.failures,
+            key_id,
+            r.original_invoice_number,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
 
 
 def history_columns(changes: Sequence[Change], worker_id: str) -> list[list[Any]]:

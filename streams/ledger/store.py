@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
@@ -24,7 +24,7 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
-from streams.ledger.rows import history_columns, record_from_row
+from streams.ledger.rows import history_columns, invoice_columns, record_from_row
 from streams.ledger.sql import (
     APPLY,
     COLUMNS,
@@ -159,7 +159,7 @@ class Ledger:
                 latest[key] = change
                 # Several changes of one key in a batch: the row is in the first one's state.
                 expected.setdefault(key, change.previous)
-        rows = self._columns_of(list(latest.values()))
+        rows = invoice_columns(list(latest.values()), self._seal)
         rows.append([None if s is None else s.value for s in expected.values()])
         rows += history_columns(changes, self._worker_id)
         rows.append([c.record.key in latest for c in changes])
@@ -312,41 +312,6 @@ class Ledger:
             ),
             oldest_waiting_seconds=age.get(State.RECEIVED, 0.0),
         )
-
-    def _columns_of(self, changes: Sequence[Change]) -> list[list[Any]]:
-        columns: list[list[Any]] = [[] for _ in range(24)]
-        for change in changes:
-            r = change.record
-            payload, key_id = self._seal(r.key, change.payload)
-            values: tuple[Any, ...] = (
-                r.key.seller_tax_id,
-                r.key.invoice_number,
-                r.state.value,
-                r.content_hash,
-                r.kind,
-                r.issue_date,
-                r.total_with_tax,
-                payload,
-                r.source_event_id,
-                r.source_partition,
-                r.source_offset,
-                r.attempts,
-                r.platform_ref,
-                r.accepted_at,
-                r.receipt_id,
-                r.error_code,
-                r.error_message,
-                r.error_field,
-                r.issued_at,
-                r.confirmed_at,
-                r.next_attempt_at,
-                r.failures,
-                key_id,
-                r.original_invoice_number,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-        return columns
 
     def _seal(self, key: InvoiceKey, payload: bytes | None) -> tuple[bytes | None, str | None]:
         if payload is None or self._cipher is None:
