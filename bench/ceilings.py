@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
 from streams.platform.client import API, PlatformClient
-from streams.platform.signing import sign
+from streams.platform.signing import signed_headers
 from streams.validation.today import beijing_today
 from streams.worker.run import use_uvloop
 
@@ -220,11 +220,9 @@ async def _raw_post(
     i: int,
 ) -> None:  # fmt: skip
     """One signed POST as the contract wants it, its answer read and parsed: no more."""
-    timestamp, nonce = str(time.time_ns() // 1_000_000), str(uuid.uuid4())
     headers = {
         "Accept": "application/json", "Content-Type": "application/json",
-        "X-App-Id": app_id, "X-Timestamp": timestamp, "X-Nonce": nonce,
-        "X-Signature": sign(secret, "POST", _INVOICES, timestamp, nonce, bodies[i]),
+        **signed_headers(app_id, secret, "POST", _INVOICES, bodies[i]),
     }  # fmt: skip
     async with session.post(url + _INVOICES, data=bodies[i], headers=headers) as response:
         answer = orjson.loads(await response.read())

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Self
 from urllib.parse import quote, urlencode
-from uuid import uuid4
 
 import orjson
 from pyreqwest.client import Client, ClientBuilder
@@ -46,7 +45,7 @@ from streams.platform.results import (
     invoice_key_of,
     key_figures,
 )
-from streams.platform.signing import sign
+from streams.platform.signing import signed_headers
 from streams.settings import Settings
 
 API = "/api/v1"
@@ -253,7 +252,7 @@ class PlatformClient:
         if method == "POST":
             headers["Content-Type"] = "application/json"
         if signed:
-            headers.update(self._auth_headers(method, path_qs, body))
+            headers.update(signed_headers(self._app_id, self._app_secret, method, path_qs, body))
         request = f"{method} {path_qs}"
         started = time.perf_counter()
         status = "error"
@@ -284,16 +283,6 @@ class PlatformClient:
                 self.observe(_route_of(path), status, time.perf_counter() - started)
         answer.raise_shared()
         return answer
-
-    def _auth_headers(self, method: str, path_qs: str, body: bytes) -> dict[str, str]:
-        timestamp = str(time.time_ns() // 1_000_000)
-        nonce = str(uuid4())
-        return {
-            "X-App-Id": self._app_id,
-            "X-Timestamp": timestamp,
-            "X-Nonce": nonce,
-            "X-Signature": sign(self._app_secret, method, path_qs, timestamp, nonce, body),
-        }
 
 
 def _settle_duplicate(invoice: Mapping[str, Any], payload: Payload) -> Accepted:

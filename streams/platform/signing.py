@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from uuid import uuid4
 
 
 def signing_string(method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
@@ -21,3 +23,17 @@ def sign(secret: str, method: str, path_qs: str, timestamp_ms: str, nonce: str, 
 def signatures_match(expected: str, given: str) -> bool:
     """Constant-time comparison, so a forger learns nothing from timing."""
     return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def signed_headers(
+    app_id: str, secret: str, method: str, path_qs: str, body: bytes
+) -> dict[str, str]:
+    """The four headers that authenticate one request: a fresh timestamp and nonce."""
+    timestamp = str(time.time_ns() // 1_000_000)
+    nonce = str(uuid4())
+    return {
+        "X-App-Id": app_id,
+        "X-Timestamp": timestamp,
+        "X-Nonce": nonce,
+        "X-Signature": sign(secret, method, path_qs, timestamp, nonce, body),
+    }
