@@ -215,7 +215,8 @@ async def _judge(
     stored = {key for key in valid if store.stored(_identity(key)) is not None}
     confirmed = {key for key in valid if key in outcomes.confirmed}
     report.stored_once = len(stored & confirmed)
-    report.lost = len(valid - (stored & confirmed))
+    lost = sorted(valid - (stored & confirmed))
+    report.lost = len(lost)
     # A second upload would have been given a second platform reference.
     report.duplicated = sum(
         1 for key in confirmed if len({e["platform_ref"] for e in outcomes.confirmed[key]}) > 1
@@ -249,6 +250,18 @@ async def _judge(
             [key.decode() for key in valid],
         )
         report.confirmed_by = {row["worker_id"]: row["n"] for row in rows}
+        # A lost invoice says where it stopped: stored or not, announced or not, and
+        # what the ledger holds for it.
+        for key in lost[:5]:
+            seller, number = key.decode().split(":", 1)
+            state = await conn.fetchval(
+                "SELECT state FROM invoices WHERE seller_tax_id = $1 AND invoice_number = $2",
+                seller, number,
+            )  # fmt: skip
+            report.notes.append(
+                f"lost {key.decode()}: stored={key in stored} confirmed event={key in confirmed} "
+                f"ledger={state}"
+            )
     finally:
         await conn.close()
 
