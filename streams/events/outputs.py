@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from streams.events import jsonbytes
+from streams.randomids import random_uuid
 
 SCHEMA_VERSION = 1
 
@@ -25,7 +25,7 @@ def confirmed_event(
     attempts: int,
 ) -> dict[str, Any]:
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": random_uuid(),
         "event_type": "invoice.confirmed",
         "schema_version": SCHEMA_VERSION,
         "occurred_at": _now(),
@@ -51,7 +51,7 @@ def failed_event(
     dead_lettered: bool = True,
 ) -> dict[str, Any]:
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": random_uuid(),
         "event_type": "invoice.failed",
         "schema_version": SCHEMA_VERSION,
         "occurred_at": _now(),

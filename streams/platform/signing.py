@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from uuid import uuid4
+
+from streams.randomids import random_uuid
 
 
 def signing_string(method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
@@ -30,7 +31,7 @@ def signed_headers(
 ) -> dict[str, str]:
     """The four headers that authenticate one request: a fresh timestamp and nonce."""
     timestamp = str(time.time_ns() // 1_000_000)
-    nonce = str(uuid4())
+    nonce = random_uuid()
     return {
         "X-App-Id": app_id,
         "X-Timestamp": timestamp,

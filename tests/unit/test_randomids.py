@@ -1,0 +1,30 @@
+"""Event ids and nonces: unique, well-formed UUID4s, also across a fork."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from streams.randomids import random_uuid
+
+
+def test_ids_are_uuid4_strings_and_unique_across_pool_refills() -> None:
+    ids = [random_uuid() for _ in range(2_000)]  # several 256-id pools
+    assert len(set(ids)) == len(ids)
+    for value in ids[:300]:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and str(parsed) == value
+
+
+def test_forked_child_does_not_repeat_the_parents_next_id() -> None:
+    random_uuid()  # the parent now holds a partly used pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next id and leave at once
+        os.write(write, random_uuid().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child != random_uuid()
