@@ -74,7 +74,10 @@ class SandboxServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port)
+            # aiohttp's default listen backlog (128) is below the connections a worker
+            # opens at once (INVOICE_SYNC_PLATFORM_CONCURRENCY): a dropped SYN is retried
+            # only after a second.
+            site = web.TCPSite(runner, self.host, self.port, backlog=1024)
             await site.start()
         except BaseException:
             await runner.cleanup()
