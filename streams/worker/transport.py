@@ -13,10 +13,18 @@ grew with the backlog instead of staying a fixed multiple of the batch size.
 And faust's monitor keeps per-event statistics (counts, timings, deques) that only
 its web views read; ours are off, and our metrics are our own (Prometheus). The
 bookkeeping cost ~15% of faust's own CPU per event (bench/faust_floor.py, A/B).
+
+Last, faust hands each fetched message to its stream through mode's ``wait_first``,
+which makes four tasks per message (the hand-over, the flow-suspended, stopped and
+crashed waits) and cancels three. The hand-over nearly always finishes without
+waiting (the stream's buffer has room), so the consumer runs it at once and falls back
+to ``wait_first`` only when it really waits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Coroutine, Generator
+from inspect import iscoroutine
 from typing import Any, ClassVar
 
 import faust
@@ -24,6 +32,8 @@ from aiokafka import AIOKafkaConsumer
 from faust.sensors.monitor import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
+from mode import Service
+from mode.services import WaitResults
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -37,9 +47,68 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(faust_aiokafka.Consumer):
+class EagerWaitFirst(Service):
+    """mode's ``wait_first``, but a first coroutine that finishes without waiting wins
+    at once, with no task made for it or for the others."""
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        first = coros[0] if coros else None
+        if (
+            timeout is not None
+            or not iscoroutine(first)
+            or self._stopped.is_set()
+            or self._crashed.is_set()
+        ):
+            return await super().wait_first(*coros, timeout=timeout)
+        try:
+            step = first.send(None)
+        except StopIteration as done:
+            _close(coros[1:])
+            return WaitResults([first], [done.value], False)
+        except BaseException:
+            _close(coros[1:])
+            raise
+        return await super().wait_first(_Resumed(first, step), *coros[1:])
+
+
+class _Consumer(EagerWaitFirst, faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+def _close(coros: tuple[Any, ...]) -> None:
+    # Never awaited now: closed, so Python does not warn that they were forgotten.
+    for coro in coros:
+        if iscoroutine(coro):
+            coro.close()
+
+
+class _Resumed:
+    """The rest of a coroutine that has run up to its first wait (``step``, what it
+    waits on), as an awaitable a task can drive like the coroutine itself."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], step: Any) -> None:
+        self._coro = coro
+        self._step = step
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, step = self._coro, self._step
+        while True:
+            try:
+                sent = yield step
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a cancellation, passed on to where it waits
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    step = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class _Transport(faust_aiokafka.Transport):
