@@ -1,12 +1,13 @@
 """Between the ledger's rows and its records: a row read into an ``InvoiceRecord``, and
-a batch of changes turned into the column arrays one ``unnest`` statement writes."""
+a batch of changes turned into the JSON rows one statement writes (``sql.APPLY``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
@@ -43,21 +44,26 @@ def record_from_row(row: asyncpg.Record) -> InvoiceRecord:
     )
 
 
-def invoice_columns(changes: Sequence[Change], seal: Seal) -> list[list[Any]]:
-    """The invoices rows of ``changes``, column by column; ``seal`` encrypts a payload."""
-    columns: list[list[Any]] = [[] for _ in range(24)]
-    for change in changes:
+def invoice_rows(
+    changes: Sequence[tuple[Change, State | None]], seal: Seal
+) -> tuple[str, list[bytes | None]]:
+    """The invoices rows of ``changes`` (each with the state it expects the row in) as one
+    JSON array in ``sql.INPUT``'s order, and beside it their payloads, sealed by ``seal``."""
+    rows: list[tuple[Any, ...]] = []
+    payloads: list[bytes | None] = []
+    for change, previous in changes:
         r = change.record
         payload, key_id = seal(r.key, change.payload)
-        values: tuple[Any, ...] = (
+        total = r.total_with_tax
+        rows.append((
             r.key.seller_tax_id,
             r.key.invoice_number,
             r.state.value,
             r.content_hash,
             r.kind,
             r.issue_date,
-            r.total_with_tax,
-            payload,
+            # As text: a JSON number would pass through a float on some readers.
+            None if total is None else str(total),
             r.source_event_id,
             r.source_partition,
             r.source_offset,
@@ -74,16 +80,17 @@ def invoice_columns(changes: Sequence[Change], seal: Seal) -> list[list[Any]]:
             r.failures,
             key_id,
             r.original_invoice_number,
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+            None if previous is None else previous.value,
+        ))  # fmt: skip
+        payloads.append(payload)
+    return orjson.dumps(rows).decode(), payloads
 
 
-def history_columns(changes: Sequence[Change], worker_id: str) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(8)]
-    for change in changes:
-        values = (
+def history_rows(changes: Sequence[Change], worker_id: str, checked: Container[InvoiceKey]) -> str:
+    """The history entries of ``changes`` as one JSON array in ``sql.HISTORY_INPUT``'s
+    order; an entry of a key in ``checked`` is written only if its row changed."""
+    return orjson.dumps([
+        (
             change.record.key.seller_tax_id,
             change.record.key.invoice_number,
             None if change.previous is None else change.previous.value,
@@ -92,7 +99,7 @@ def history_columns(changes: Sequence[Change], worker_id: str) -> list[list[Any]
             change.reason_code,
             change.detail,
             worker_id,
+            change.record.key in checked,
         )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+        for change in changes
+    ]).decode()  # fmt: skip

@@ -24,7 +24,7 @@ from streams.ledger.records import (
     InvoiceRecord,
     StateSummary,
 )
-from streams.ledger.rows import history_columns, invoice_columns, record_from_row
+from streams.ledger.rows import history_rows, invoice_rows, record_from_row
 from streams.ledger.sql import (
     APPLY,
     COLUMNS,
@@ -159,12 +159,10 @@ class Ledger:
                 latest[key] = change
                 # Several changes of one key in a batch: the row is in the first one's state.
                 expected.setdefault(key, change.previous)
-        rows = invoice_columns(list(latest.values()), self._seal)
-        rows.append([None if s is None else s.value for s in expected.values()])
-        rows += history_columns(changes, self._worker_id)
-        rows.append([c.record.key in latest for c in changes])
+        rows, payloads = invoice_rows([(c, expected[k]) for k, c in latest.items()], self._seal)
+        history = history_rows(changes, self._worker_id, latest)
         async with self.connection() as conn:
-            done = await conn.fetch(APPLY, *rows)
+            done = await conn.fetch(APPLY, rows, payloads, history)
         applied = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in done}
         lost = set(latest) - applied
         for key in sorted(lost):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import asyncpg
@@ -50,6 +50,31 @@ async def test_batched_changes_write_rows_and_history(ledger: Ledger) -> None:
     assert [(h.from_state, h.to_state) for h in history] == [
         (None, State.SUBMITTING), (State.SUBMITTING, State.CONFIRMED)]  # fmt: skip
     assert (await ledger.find(keys[0].invoice_number))[0].key == keys[0]
+
+
+async def test_every_field_comes_back_exactly_as_written(ledger: Ledger) -> None:
+    key = _key()
+    shanghai = timezone(timedelta(hours=8))
+    written = InvoiceRecord(
+        key=key, state=State.SUBMITTING, content_hash="c" * 64, kind="red",
+        issue_date=date(2026, 2, 28), total_with_tax=Decimal("-123456789012.34"),
+        source_event_id="ev-1", source_partition=3, source_offset=2**40 + 7, attempts=2,
+        platform_ref="P-1", accepted_at=datetime(2026, 3, 1, 8, 0, 0, 123456, shanghai),
+        receipt_id="r-1", error_code="PLATFORM_5XX",
+        error_message='购买方名称 "A\\B" 不符\n第二行', error_field="buyer.name",
+        issued_at=datetime(2026, 2, 28, 23, 59, 59, 999999, UTC),
+        next_attempt_at=datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC), failures=4,
+        original_invoice_number="00000001",
+    )  # fmt: skip
+    await ledger.apply([Change(written, None, "ev-1", "WHY", "细节 \t", payload=b"\x00\xff")])
+    read = await ledger.get(key)
+    assert read is not None
+    assert replace(read, created_at=None, updated_at=None) == written
+    assert read.accepted_at is not None and read.accepted_at.utcoffset() is not None
+    assert await ledger.payload(key) == b"\x00\xff"
+    [entry] = await ledger.history(key)
+    assert (entry.from_state, entry.to_state, entry.reason_code, entry.detail) == (
+        None, State.SUBMITTING, "WHY", "细节 \t")  # fmt: skip
 
 
 async def test_forbidden_transition_writes_nothing(ledger: Ledger) -> None:
