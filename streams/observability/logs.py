@@ -13,6 +13,7 @@ one invoice through every worker.
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import logging
 import re
@@ -29,6 +30,7 @@ __all__ = [
     "HumanFormatter",
     "JsonFormatter",
     "Redactor",
+    "StepHandler",
     "configure_logging",
     "mask_buyer_names",
     "mask_tax_ids",
@@ -160,6 +162,57 @@ class JsonFormatter(logging.Formatter):
             return jsonlib.dumps(line, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
+class StepHandler(logging.StreamHandler[IO[str]]):
+    """A stream handler that writes the INFO and DEBUG lines of one event-loop step at
+    the end of the step, in one write.
+
+    A worker logs a line per invoice, and a write per line was a system call, with the
+    GIL released and taken back each time (~2.5 % of the event loop's time on a
+    backlog). A step's lines reach the stream before the loop waits for anything, so
+    before any reply to what they describe can arrive; a kill in the middle of a step
+    loses that step's routine lines. WARNING and above, and lines logged off the
+    loop, are written at once, after anything still pending, so order holds.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record))
+            loop = asyncio._get_running_loop()
+            if record.levelno >= logging.WARNING or loop is None:
+                self._write_pending()
+            elif self._flush_on is None:
+                self._flush_on = loop
+                loop.call_soon(self._end_of_step)
+            elif self._flush_on is not loop:  # another loop's lines wait in the list
+                self._write_pending()
+        except Exception:  # noqa: BLE001 - a handler reports its failures, never raises
+            self.handleError(record)
+
+    def _end_of_step(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self._write_pending()
+            except Exception:  # noqa: BLE001 - as in emit
+                self.handleError(logging.makeLogRecord({"msg": "writing log lines failed"}))
+
+    def _write_pending(self) -> None:
+        self._flush_on = None
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.stream.write("\n".join(lines) + self.terminator)
+            self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+            super().flush()
+
+
 class HumanFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
@@ -183,7 +236,7 @@ def configure_logging(
     """
     out = stream if stream is not None else sys.stderr
     as_json = json if json is not None else not out.isatty()
-    handler = logging.StreamHandler(out)
+    handler = StepHandler(out)
     handler.setFormatter(JsonFormatter() if as_json else HumanFormatter())
     handler.addFilter(Redactor(secrets))
     root = logging.getLogger()

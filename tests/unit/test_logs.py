@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -135,6 +136,8 @@ def test_redactor_filter_on_a_bare_record() -> None:
 
 
 def _lines(out: io.StringIO) -> list[dict[str, object]]:
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # the lines of the current loop step, as at exit
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -211,7 +214,7 @@ async def test_outcomes_log_nothing_when_info_is_off() -> None:
         out = io.StringIO()
         configure_logging("warning", True, stream=out)
         await h.processor.process([h.record(issued_event(h.invoice(1)))])
-    assert out.getvalue() == ""
+        assert _lines(out) == []
 
 
 def test_worker_logs_never_print_a_configured_secret() -> None:
@@ -231,3 +234,45 @@ def test_worker_logs_never_print_a_configured_secret() -> None:
         )
         [line] = _lines(out)
     assert line["message"] == "auth failed: *** *** *** ***"
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_a_loop_steps_routine_lines_are_written_together_at_its_end() -> None:
+    log = logging.getLogger("streams.test")
+    with restored_root():
+        out = _Writes()
+        configure_logging("info", True, stream=out)
+        for n in range(3):
+            log.info("confirmed %d", n)
+        assert out.getvalue() == ""  # still in the step that logged them
+        await asyncio.sleep(0)
+        assert [line["message"] for line in _lines(out)] == [f"confirmed {n}" for n in range(3)]
+        assert out.writes == 1
+
+
+async def test_warnings_are_written_at_once_after_the_lines_before_them() -> None:
+    log = logging.getLogger("streams.test")
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        log.info("routine")
+        log.critical("fault injection: SIGKILL")  # a process killed next loses nothing
+        assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == [
+            "routine", "fault injection: SIGKILL"]  # fmt: skip
+
+
+def test_lines_logged_off_the_event_loop_are_written_at_once() -> None:
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        logging.getLogger("streams.test").info("no loop here")
+        assert "no loop here" in out.getvalue()
