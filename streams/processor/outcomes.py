@@ -3,7 +3,6 @@ publish (a confirmation, a failure with its dead letter, or nothing yet)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from streams.ledger.records import Change, InvoiceRecord
@@ -21,8 +20,7 @@ def outcome(
     result: Delivered | Undeliverable | Deferred | Parked, out: list[OutMessage],
 ) -> Change:  # fmt: skip
     if isinstance(result, Deferred):
-        parked = replace(
-            record,
+        parked = record._replace(
             attempts=result.posts,
             failures=result.failures,
             next_attempt_at=result.retry_at,
@@ -34,15 +32,15 @@ def outcome(
     if isinstance(result, Parked):
         messages.parked(event.key, event.event_id, WAITING_FOR_ORIGINAL,
                               "its original was not accepted in this batch")  # fmt: skip
-        return Change(replace(record, state=State.RECEIVED), State.SUBMITTING,
+        return Change(record._replace(state=State.RECEIVED), State.SUBMITTING,
                       event.event_id, WAITING_FOR_ORIGINAL)  # fmt: skip
     if isinstance(result, Undeliverable):
         out += failure_of(messages, event, result, result.posts)
-        return failed(replace(record, attempts=result.posts), result.code,
+        return failed(record._replace(attempts=result.posts), result.code,
                             result.message, result.field)  # fmt: skip
     if isinstance(result.result, Accepted):
-        confirmed = replace(
-            record, state=State.CONFIRMED, attempts=result.posts,
+        confirmed = record._replace(
+            state=State.CONFIRMED, attempts=result.posts,
             platform_ref=result.result.platform_ref, accepted_at=result.result.accepted_at,
             confirmed_at=datetime.now(UTC), error_code=None, error_message=None,
             error_field=None,
@@ -50,15 +48,15 @@ def outcome(
         out.append(messages.confirmation(confirmed, event.event_id))
         return Change(confirmed, State.SUBMITTING, event.event_id,
                       detail=f"platform_ref {confirmed.platform_ref}")  # fmt: skip
-    pending = replace(
-        record, state=State.PENDING, attempts=result.posts, receipt_id=result.result.receipt_id
+    pending = record._replace(
+        state=State.PENDING, attempts=result.posts, receipt_id=result.result.receipt_id
     )
     return Change(pending, State.SUBMITTING, event.event_id,
                   detail=f"platform receipt {pending.receipt_id} is processing")  # fmt: skip
 
 
 def failed(record: InvoiceRecord, code: str, message: str, field: str | None) -> Change:
-    failed = replace(record, state=State.FAILED, error_code=code, error_message=message,
+    failed = record._replace(state=State.FAILED, error_code=code, error_message=message,
                      error_field=field)  # fmt: skip
     return Change(failed, record.state, record.source_event_id, code, message)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -221,8 +220,7 @@ class Processor:
             claims.append(Change(current, previous, event.event_id, exc.reason_code,
                                  exc.message, history_only=True))  # fmt: skip
         else:
-            failed = replace(
-                new_record(event, State.FAILED),
+            failed = new_record(event, State.FAILED)._replace(
                 error_code=exc.reason_code, error_message=exc.message, error_field=exc.field,
             )  # fmt: skip
             claims.append(Change(failed, previous, event.event_id, exc.reason_code,
@@ -290,7 +288,7 @@ class Processor:
         claims: list[Change],
         submit: list[Submission],
     ) -> None:
-        submitting = replace(record, state=State.SUBMITTING)
+        submitting = record._replace(state=State.SUBMITTING)
         claims.append(Change(submitting, record.state, event.event_id, "RESUME"))
         submit.append((event, submitting))
 

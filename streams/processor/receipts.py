@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
@@ -80,8 +79,8 @@ class ReceiptPoller:
             elif isinstance(result, PlatformError):
                 log.error("receipt %s of %s: %s", receipt_id, record.key, result.message)
             elif isinstance(result, Accepted):
-                confirmed = replace(
-                    record, state=State.CONFIRMED, platform_ref=result.platform_ref,
+                confirmed = record._replace(
+                    state=State.CONFIRMED, platform_ref=result.platform_ref,
                     accepted_at=result.accepted_at, confirmed_at=datetime.now(UTC),
                 )  # fmt: skip
                 changes.append(Change(confirmed, State.PENDING, None,
@@ -109,8 +108,8 @@ class ReceiptPoller:
     async def _rejected(
         self, record: InvoiceRecord, exc: PlatformRejectedError, out: list[OutMessage]
     ) -> Change:
-        failed = replace(
-            record, state=State.FAILED, error_code=exc.code, error_message=exc.message,
+        failed = record._replace(
+            state=State.FAILED, error_code=exc.code, error_message=exc.message,
             error_field=exc.field,
         )  # fmt: skip
         key = str(record.key).encode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -61,8 +60,8 @@ class FakeLedger:
                 if state != change.previous or state == State.CONFIRMED:
                     lost.add(change.record.key)
                     continue
-                self.rows[change.record.key] = replace(
-                    change.record, created_at=current.created_at if current else datetime.now(UTC)
+                self.rows[change.record.key] = change.record._replace(
+                    created_at=current.created_at if current else datetime.now(UTC)
                 )
             if change.payload is not None:
                 self.payloads[change.record.key] = change.payload

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -296,7 +295,7 @@ async def test_parked_red_invoice_fails_when_its_original_never_comes() -> None:
     h = Harness()
     red = h.invoice(2, kind="red", original=h.invoice(1))
     await h.processor.process([h.record(issued_event(red))])
-    parked = [(replace(r, created_at=datetime.now(UTC) - timedelta(hours=1)), p)
+    parked = [(r._replace(created_at=datetime.now(UTC) - timedelta(hours=1)), p)
               for r, p in await h.parked()]  # fmt: skip
     await h.processor.resume(parked)
     [failed] = decoded(h.output.on("failed"))
