@@ -83,7 +83,9 @@ def invoice_rows(
             None if previous is None else previous.value,
         ))  # fmt: skip
         payloads.append(payload)
-    return orjson.dumps(rows).decode(), payloads
+    # A naive time (none should get here) is taken as UTC, as asyncpg's encoder did,
+    # not as the server session's zone.
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(), payloads
 
 
 def history_rows(changes: Sequence[Change], worker_id: str, checked: Container[InvoiceKey]) -> str:

@@ -76,6 +76,18 @@ async def test_every_field_comes_back_exactly_as_written(ledger: Ledger) -> None
         None, State.SUBMITTING, "WHY", "细节 \t")  # fmt: skip
 
 
+async def test_a_naive_time_is_written_as_utc_whatever_the_sessions_zone(
+    services: Services,
+) -> None:
+    key = _key()
+    sep = "&" if "?" in services.database_url else "?"
+    async with Ledger(f"{services.database_url}{sep}TimeZone=Asia/Shanghai", worker_id="t") as led:
+        naive = _record(key, State.SUBMITTING)._replace(issued_at=datetime(2026, 3, 1, 8, 0))
+        await led.apply([Change(naive, None, "e")])
+        read = await led.get(key)
+    assert read is not None and read.issued_at == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
 async def test_forbidden_transition_writes_nothing(ledger: Ledger) -> None:
     key = _key()
     with pytest.raises(InvalidTransitionError):
