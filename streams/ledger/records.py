@@ -65,8 +65,7 @@ class HistoryEntry:
     worker_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One state change to write: the invoice's whole new row plus why it changed.
 
     ``payload`` (the issued event's original bytes) is only written when given, so

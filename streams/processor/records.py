@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.errors import ValidationFailedError
 from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
     topic: str
     partition: int
     offset: int
@@ -26,8 +24,7 @@ class RawRecord:
         return next((value for key, value in self.headers if key == name), None)
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedEvent:
+class IssuedEvent(NamedTuple):
     raw: RawRecord
     event_id: str
     occurred_at: datetime
