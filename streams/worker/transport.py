@@ -24,6 +24,7 @@ to ``wait_first`` only when it really waits.
 from __future__ import annotations
 
 from collections.abc import Coroutine, Generator
+from functools import cached_property
 from inspect import iscoroutine
 from typing import Any, ClassVar
 
@@ -128,6 +129,15 @@ class WorkerApp(faust.App):
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        # faust's looks conf.Event up for every message, through the settings' own
+        # __getattribute__, which records each access: ~0.8 % of the loop's samples.
+        return self._event_type(self, key, value, headers, message)
+
+    @cached_property
+    def _event_type(self) -> Any:
+        return self.conf.Event
 
 
 class _QuietMonitor(Monitor):
