@@ -62,7 +62,7 @@ def invoice_rows(
             r.content_hash,
             r.kind,
             r.issue_date,
-            # As text: a JSON number would pass through a float on some readers.
+            # As text: orjson writes no Decimal, and text keeps every digit as it is.
             None if total is None else str(total),
             r.source_event_id,
             r.source_partition,
