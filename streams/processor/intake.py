@@ -2,8 +2,15 @@
 on the platform, so platform latency is hidden instead of paid once per batch.
 
 A batch's records are acknowledged (``on_done``) only once the batch is fully
-processed, and Kafka offsets are committed only up to the first unacknowledged
-record, so overlapping changes nothing about what a crash can lose. Order per
+processed, and batches are acknowledged in the order they were admitted: a batch that
+finishes early waits for the ones before it. faust commits only up to the first
+unacknowledged record, except on a partition that has no committed offset yet, where
+it commits the first run of acknowledged offsets whatever lies before it: a later
+batch acknowledged first would have its offsets committed over an earlier batch still
+in flight, and a crash then would lose that batch (the fault suite's crash after the
+ledger write caught it). In order, overlapping changes nothing about what a crash can
+lose. A batch waits for the ones before it at most as long as their slowest invoice,
+which the deliverer parks after ``park_after``. Order per
 invoice is kept by never running two batches that share a Kafka key at once; at
 most ``depth`` batches are in flight, which bounds memory however deep the backlog.
 """
@@ -12,11 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from streams.processor.records import RawRecord
 
 log = logging.getLogger(__name__)
+
+
+class _Pending:
+    __slots__ = ("finished", "on_done")
+
+    def __init__(self, on_done: Callable[[], None]) -> None:
+        self.on_done = on_done
+        self.finished = False
 
 
 class Intake:
@@ -31,6 +47,8 @@ class Intake:
         self._slots = asyncio.Semaphore(depth)
         self._holder: dict[bytes, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Admitted batches not yet acknowledged, oldest first.
+        self._unacked: deque[_Pending] = deque()
         self._sleep = sleep
 
     async def admit(self, records: Sequence[RawRecord], on_done: Callable[[], None]) -> None:
@@ -43,16 +61,20 @@ class Intake:
         except BaseException:
             self._slots.release()
             raise
-        task = asyncio.create_task(self._run(records, on_done))
+        pending = _Pending(on_done)
+        self._unacked.append(pending)
+        task = asyncio.create_task(self._run(records, pending))
         self._tasks.add(task)
         for record in records:
             if record.key is not None:
                 self._holder[record.key] = task
 
-    async def _run(self, records: Sequence[RawRecord], on_done: Callable[[], None]) -> None:
+    async def _run(self, records: Sequence[RawRecord], pending: _Pending) -> None:
         try:
             await self._to_completion(records)
-            on_done()
+            pending.finished = True
+            while self._unacked and self._unacked[0].finished:
+                self._unacked.popleft().on_done()
         finally:
             me = asyncio.current_task()
             for record in records:
