@@ -118,7 +118,10 @@ class Outcomes:
         self._consumer = AIOKafkaConsumer(
             self.confirmed_topic, f"{prefix}invoices.failed", f"{prefix}invoices.dlq",
             bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, fetch_max_wait_ms=50,
+            # A confirmation's time is its record's timestamp, set by the worker's
+            # producer, so how soon we fetch it changes no figure; a long poll spares
+            # the broker on the same two cores (Tansu holds every fetch for the wait).
+            enable_auto_commit=False, fetch_max_wait_ms=500,
         )  # fmt: skip
         self.confirmed_at: dict[bytes, float] = {}
         self.failed = 0
@@ -327,8 +330,12 @@ async def run_steady(
         say(f"steady: offering {rate:,.0f} invoices/s for {seconds:.0f}s")
         cpu0 = workers.cpu_seconds()
         sent_at: dict[bytes, float] = {}
+        # Kafka's own default linger since 4.0 (KIP-1030), as a billing system's
+        # producer would have it. Each invoice's time starts before it lingers, so the
+        # wait is in every latency; one batch per invoice made Tansu's CPU climb
+        # through the phase (docs/performance.md, item 16).
         producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all",
-                                    linger_ms=0)  # fmt: skip
+                                    linger_ms=5)  # fmt: skip
         await producer.start()
         try:
             loop = asyncio.get_running_loop()
