@@ -333,7 +333,7 @@ async def run_steady(
         # Kafka's own default linger since 4.0 (KIP-1030), as a billing system's
         # producer would have it. Each invoice's time starts before it lingers, so the
         # wait is in every latency; one batch per invoice made Tansu's CPU climb
-        # through the phase (docs/performance.md, item 16).
+        # through the phase (docs/performance.md, items 16 and 26).
         producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all",
                                     linger_ms=5)  # fmt: skip
         await producer.start()
