@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="worker HTTP bind address")
     worker_id: str = Field(default_factory=_default_worker_id)
     batch_size: int = Field(500, ge=1, description="events taken per processing batch")
-    batch_window: float = Field(0.05, gt=0, description="seconds to wait filling a batch")
+    batch_window: float = Field(
+        0.05, gt=0, description="seconds between fetches; a batch is what one fetch brings"
+    )
     shutdown_grace_seconds: float = Field(
         25.0, gt=0, description="longest a stopping worker may take before it exits anyway"
     )

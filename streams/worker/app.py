@@ -11,6 +11,7 @@ import faust
 from streams.kafka.security import faust_credentials
 from streams.processor.records import RawRecord
 from streams.settings import Settings
+from streams.worker.batching import take_fetched
 from streams.worker.runtime import Runtime
 from streams.worker.transport import WorkerApp
 
@@ -23,6 +24,7 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         # A record larger than this still comes whole (Kafka returns at least one batch).
         fetch_max_bytes=2 * settings.max_message_bytes,
+        fetch_interval=settings.batch_window,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         # Values stay raw bytes: we decode once with orjson, and dead letters need the
         # original bytes untouched.
@@ -84,7 +86,12 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         await runtime.ready.wait()
         intake = runtime.intake
         assert intake is not None
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+        # A batch is what one fetch brought; the timer only bounds a batch whose
+        # hand-over was never announced (twice the window, clear of the next fetch).
+        batches = take_fetched(stream, settings.batch_size, 2 * settings.batch_window,
+                               app.fetch_handover)  # fmt: skip
+        stream._active_agens.add(batches)  # closed on the stream's stop, as faust's own
+        async for events in batches:
             records = [
                 RawRecord(
                     topic=e.message.topic,

@@ -14,6 +14,12 @@ And faust's monitor keeps per-event statistics (counts, timings, deques) that on
 its web views read; ours are off, and our metrics are our own (Prometheus). The
 bookkeeping cost ~15% of faust's own CPU per event (bench/faust_floor.py, A/B).
 
+faust's consumer also fetches again the moment it has handed the last fetch over,
+which on Tansu meant a fetch every ~15 ms at half load, each costing the broker more
+the more record batches a partition held. ``pace_fetches`` holds fetches to one per
+batch window per broker, and the consumer tells the streams when it has handed a
+fetch over, so a batch is cut there (``streams.worker.batching``).
+
 Last, faust hands each fetched message to its stream through mode's ``wait_first``,
 which makes four tasks per message (the hand-over, the flow-suspended, stopped and
 crashed waits) and cancels three. The hand-over nearly always finishes without
@@ -23,7 +29,8 @@ to ``wait_first`` only when it really waits.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Generator
+import time
+from collections.abc import Callable, Coroutine, Generator
 from functools import cached_property
 from inspect import iscoroutine
 from typing import Any, ClassVar
@@ -36,6 +43,8 @@ from faust.types import TransportT
 from mode import Service
 from mode.services import WaitResults
 
+from streams.worker.batching import FetchHandOver
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
@@ -46,6 +55,40 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = app.fetch_max_wait_ms
         consumer._fetch_max_bytes = app.fetch_max_bytes
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        app = self.app
+        assert isinstance(app, WorkerApp)
+        # The fetcher exists once the consumer has started; it plans each fetch by
+        # calling this method, so pacing it paces every fetch.
+        consumer = self._consumer
+        assert consumer is not None
+        pace_fetches(consumer._fetcher, app.fetch_interval)
+
+
+def pace_fetches(
+    fetcher: Any, interval: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Let aiokafka's ``fetcher`` send each broker a fetch at most once per
+    ``interval`` seconds; until then it waits, as it does for any other backoff."""
+    plan = fetcher._get_actions_per_node
+    last_sent: dict[int, float] = {}
+
+    def paced(assignment: Any) -> tuple[Any, ...]:
+        requests, resets, timeout, invalid_metadata, resumes = plan(assignment)
+        now = clock()
+        due, wait = [], timeout
+        for node_id, request in requests:
+            early = last_sent.get(node_id, -interval) + interval - now
+            if early > 0:
+                wait = min(wait, early)
+            else:
+                last_sent[node_id] = now
+                due.append((node_id, request))
+        return due, resets, wait, invalid_metadata, resumes
+
+    fetcher._get_actions_per_node = paced
 
 
 class EagerWaitFirst(Service):
@@ -73,6 +116,17 @@ class EagerWaitFirst(Service):
 
 
 class _Consumer(EagerWaitFirst, faust_aiokafka.Consumer):
+    async def _wait_next_records(self, timeout: float) -> Any:
+        # Called once per fetch, after the last one's events have all been handed over.
+        app = self.app
+        assert isinstance(app, WorkerApp)
+        handover = app.fetch_handover
+        handover.finished()
+        records, active = await super()._wait_next_records(timeout)
+        if records:
+            handover.started()
+        return records, active
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -117,14 +171,22 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class WorkerApp(faust.App):
-    """A faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch and
-    takes at most ``fetch_max_bytes`` from one fetch."""
+    """A faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch, takes
+    at most ``fetch_max_bytes`` from one fetch, fetches at most once per
+    ``fetch_interval`` seconds and reports each hand-over to ``fetch_handover``."""
 
     def __init__(
-        self, *args: Any, fetch_max_wait_ms: int, fetch_max_bytes: int, **kwargs: Any
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int,
+        fetch_max_bytes: int,
+        fetch_interval: float,
+        **kwargs: Any,
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fetch_max_bytes = fetch_max_bytes
+        self.fetch_interval = fetch_interval
+        self.fetch_handover = FetchHandOver()
         super().__init__(*args, monitor=_QuietMonitor(), **kwargs)
 
     def _new_transport(self) -> TransportT:
