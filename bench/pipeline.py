@@ -120,7 +120,7 @@ class Outcomes:
             bootstrap_servers=bootstrap, auto_offset_reset="earliest",
             # A confirmation's time is its record's timestamp, set by the worker's
             # producer, so how soon we fetch it changes no figure; a long poll spares
-            # the broker on the same two cores (Tansu holds every fetch for the wait).
+            # the broker on the same two cores (an idle fetch is held for the wait).
             enable_auto_commit=False, fetch_max_wait_ms=500,
         )  # fmt: skip
         self.confirmed_at: dict[bytes, float] = {}

@@ -1,9 +1,10 @@
 """faust's aiokafka transport with the consumer settings faust does not expose.
 
 faust hard-codes ``fetch_max_wait_ms=1500``. A broker answers a long poll as soon as
-data arrives, in theory; Tansu (the embedded broker) holds it for the full wait, so
-every event waited up to 1.5 s before the worker even saw it (p99 issued→confirmed
-was ~2 s at a tenth of capacity). On real Kafka a shorter wait only means a few more
+data arrives; Tansu (the embedded broker) answers at once only if the partition had
+data when the fetch came, and otherwise holds it for the full wait, so at a tenth of
+capacity events waited up to 1.5 s before the worker even saw them (p99
+issued→confirmed was ~2 s). On real Kafka a shorter wait only means a few more
 empty fetches per second while idle.
 
 faust also leaves ``fetch_max_bytes`` at aiokafka's 50 MB: one fetch on a deep
