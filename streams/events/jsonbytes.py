@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, *, sorted_keys: bool = False) -> bytes:
     """``orjson.dumps``, copied into a bytes object of its exact size.
 
     orjson (3.12 on) never shrinks its output buffer, which is at least 4 KB
@@ -15,4 +15,5 @@ def dumps(obj: Any) -> bytes:
     in flight costs 4 KB, and a worker holds a few thousand of them. The copy costs
     well under a microsecond.
     """
-    return bytes(memoryview(orjson.dumps(obj)))
+    option = orjson.OPT_SORT_KEYS if sorted_keys else 0
+    return bytes(memoryview(orjson.dumps(obj, option=option)))

@@ -22,8 +22,19 @@ ISSUED = "invoice.issued"
 _REASON_VIOLATIONS = 3
 
 
+def _canonical(invoice: dict[str, Any]) -> bytes:
+    """The invoice as JSON with sorted keys: what its content hash is taken over, and
+    the body sent to the platform (one encoding serves both; key order means nothing
+    to a JSON reader)."""
+    return jsonbytes.dumps(invoice, sorted_keys=True)
+
+
 def content_hash(invoice: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(invoice, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return _hash_of(_canonical(invoice))
+
+
+def _hash_of(canonical: bytes) -> str:
+    return hashlib.sha256(canonical).hexdigest()
 
 
 class Decoder:
@@ -75,13 +86,14 @@ class Decoder:
             violation = ValidationFailedError(
                 reason, field=violations[0].field, invoice_key=str(key)
             )
+        canonical = _canonical(invoice)
         return IssuedEvent(
             raw=raw,
             event_id=str(obj["event_id"]),
             occurred_at=occurred_at,
             key=key,
             summary=summary_of(invoice),
-            body=jsonbytes.dumps(invoice),
-            content_hash=content_hash(invoice),
+            body=canonical,
+            content_hash=_hash_of(canonical),
             violation=violation,
         )

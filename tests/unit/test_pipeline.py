@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +26,7 @@ from streams.events.schemas import validate_event
 from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.platform.results import Processing
-from streams.processor.decode import Decoder
+from streams.processor.decode import Decoder, content_hash
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
 from streams.processor.messages import Messages, Topics
@@ -115,6 +116,24 @@ async def test_identical_resend_is_answered_from_the_ledger_without_a_post() -> 
     assert h.platform.posts == [inv["invoice_number"]]
     refs = {c["platform_ref"] for c in decoded(h.output.on("confirmed"))}
     assert len(h.output.on("confirmed")) == 2 and len(refs) == 1
+
+
+async def test_resend_with_its_fields_in_another_order_is_the_same_invoice() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    await h.processor.process([h.record(issued_event(inv))])
+    reordered = dict(reversed(list(inv.items())))
+    await h.processor.process([h.record(issued_event(reordered))])
+    assert h.platform.posts == [inv["invoice_number"]]
+    assert len(h.output.on("confirmed")) == 2 and h.output.on("failed") == []
+
+
+def test_content_hash_is_the_one_earlier_releases_stored() -> None:
+    # Ledger rows keep the hash of what was sent: after an upgrade, an identical
+    # re-send must still hash the same, or it would fail as a conflict.
+    invoice = {"b": 1, "a": {"d": "x", "c": [1, 2]}}
+    canonical = b'{"a":{"c":[1,2],"d":"x"},"b":1}'
+    assert content_hash(invoice) == hashlib.sha256(canonical).hexdigest()
 
 
 async def test_changed_resend_of_confirmed_invoice_is_a_conflict_never_an_overwrite() -> None:
