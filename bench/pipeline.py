@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.ceilings import publish
 from bench.collector import collector_paused
-from bench.procstat import RssSampler, cpu_seconds, memory_kb
+from bench.procstat import RssSampler, cpu_seconds, main_thread_schedstat, memory_kb
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
 from streams.local.processes import free_port
@@ -87,6 +87,9 @@ class RunResult:
     p50_ms: float
     p99_ms: float
     peak_rss_mb: float
+    #: shares of the timed phase the workers' event-loop threads ran, and waited for a core
+    loop_running: float
+    loop_waiting: float
 
     @property
     def rate(self) -> float:
@@ -209,6 +212,11 @@ class Workers:
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
 
+    def loop_seconds(self) -> tuple[float, float]:
+        """Seconds the event-loop threads have run, and waited for a core, summed."""
+        stats = [main_thread_schedstat(pid) for pid in self.pids]
+        return sum(s[0] for s in stats), sum(s[1] for s in stats)
+
     async def stop_sampling(self) -> int:
         """Stops the RSS samplers; the peak of the largest worker, in kB."""
         peaks = []
@@ -282,9 +290,11 @@ async def run_backlog(
         await workers.start()
         ready = time.time()
         cpu0 = workers.cpu_seconds()
+        loop0, began = workers.loop_seconds(), time.monotonic()
         spy = await _start_profile(profile, workers.pids[0])
         done = await outcomes.wait_for(count, timeout=120 + count / 50, label=label)
         cpu = workers.cpu_seconds() - cpu0
+        loop1, timed = workers.loop_seconds(), (time.monotonic() - began) * len(workers.pids)
         peak_kb = await workers.stop_sampling()
         if spy is not None:
             await spy.wait()
@@ -299,7 +309,8 @@ async def run_backlog(
             confirmed=len(times), failed=outcomes.failed, seconds=last - first,
             cpu_ms_per_invoice=cpu * 1000 / max(1, len(times)),
             p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
-            peak_rss_mb=peak_kb / 1024,
+            peak_rss_mb=peak_kb / 1024, loop_running=(loop1[0] - loop0[0]) / timed,
+            loop_waiting=(loop1[1] - loop0[1]) / timed,
         )  # fmt: skip
         say(f"{label}: {result.confirmed:,} confirmed in {result.seconds:.1f}s "
             f"= {result.rate:,.0f}/s, {result.cpu_ms_per_invoice:.2f} ms CPU each, "

@@ -1,9 +1,11 @@
-"""What the kernel says about a process: CPU seconds and resident memory."""
+"""What the kernel says about a process: CPU seconds, resident memory, and how its main
+thread shared the cores."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -15,6 +17,19 @@ def cpu_seconds(pid: int) -> float:
         # The command name may hold spaces; fields after it start past the last ')'.
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def main_thread_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the main thread of ``pid`` has run, and seconds it was ready to run but
+    waited for a CPU (``/proc/<pid>/task/<pid>/schedstat``, in nanoseconds). A worker's
+    main thread is its event loop; the second figure is how long the other processes on
+    the same cores held it up. NaNs where the kernel keeps no schedstat."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as f:
+            running, waiting = f.read().split()[:2]
+    except (OSError, ValueError):
+        return math.nan, math.nan
+    return int(running) / 1e9, int(waiting) / 1e9
 
 
 def memory_kb(pid: int) -> dict[str, int]:

@@ -75,6 +75,8 @@ def _run_rows(label: str, run: RunResult, post_ms: float | None) -> list[tuple[s
         (label, f"{run.rate:,.0f} invoices/s",
          f"{run.confirmed:,}/{run.invoices:,} confirmed in {run.seconds:.1f}s{incomplete}"),
         ("  worker CPU per invoice", f"{run.cpu_ms_per_invoice:.2f} ms", cost),
+        ("  worker event loop's thread", f"{run.loop_running:.0%} running",
+         f"{run.loop_waiting:.0%} waiting for a core (schedstat)"),
         ("  issued→confirmed p50 / p99", f"{run.p50_ms:,.0f} / {run.p99_ms:,.0f} ms",
          "backlog: mostly time queued"),
         ("  worker peak RSS", f"{run.peak_rss_mb:.0f} MB", ""),
