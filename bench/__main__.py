@@ -155,9 +155,8 @@ async def bench(data_dir: Path) -> Results:
             say(f"ledger: COPY {ledger_rows:,} rows into {ledger.DATABASE}")
             fill_s, index_s = await ledger.fill(bench_db, ledger_rows)
             say(f"  copied in {fill_s:.0f}s, indexes in {index_s:.0f}s; timing lookups")
-            results.ledger = ledger.LedgerResult(
-                ledger_rows, fill_s, index_s, await ledger.lookups(bench_db, ledger_rows)
-            )
+            found, round_trip = await ledger.lookups(bench_db, ledger_rows)
+            results.ledger = ledger.LedgerResult(ledger_rows, fill_s, index_s, found, round_trip)
     if scale != 1.0:
         results.notes.append(
             f"BENCH_SCALE={scale:g}: backlogs are {n(100_000):,} / {n(50_000):,} / "

@@ -72,6 +72,9 @@ class LedgerResult:
     fill_seconds: float
     index_seconds: float
     lookups: list[Lookup]
+    #: ``SELECT 1`` through the same pool, between the pages: no lookup can beat it, so it
+    #: tells a slow stretch of the machine from a slow plan (not part of the target)
+    round_trip: Lookup
 
 
 def database_url(server_url: str, database: str) -> str:
@@ -168,8 +171,9 @@ async def _plan(conn: asyncpg.Connection, sql: str, *args: object) -> str:
         plan = children[0]
 
 
-async def lookups(url: str, rows: int, calls: int = 500) -> list[Lookup]:
-    """Each lookup ``calls`` times with random keys, timed from the client (round trip)."""
+async def lookups(url: str, rows: int, calls: int = 500) -> tuple[list[Lookup], Lookup]:
+    """Each lookup ``calls`` times with random keys, timed from the client (round trip),
+    and the round trip alone, timed between the pages."""
     rng = random.Random(11)
     start = date.today() - timedelta(days=DAYS)
     results: list[Lookup] = []
@@ -193,6 +197,7 @@ async def lookups(url: str, rows: int, calls: int = 500) -> list[Lookup]:
             timings_find.append((time.perf_counter() - began) * 1000)
             assert found
         timings_page: list[float] = []
+        timings_alone: list[float] = []
         pages = []
         for _ in range(calls):
             month = (start + timedelta(days=30 * rng.randrange(DAYS // 30 - 1))).replace(day=1)
@@ -209,6 +214,10 @@ async def lookups(url: str, rows: int, calls: int = 500) -> list[Lookup]:
                 else:
                     await conn.fetch(MONTH_PAGE, seller, month, last)
                 timings_page.append((time.perf_counter() - began) * 1000)
+                began = time.perf_counter()
+                async with ledger.connection() as pooled:
+                    await pooled.fetchval("SELECT 1")
+                timings_alone.append((time.perf_counter() - began) * 1000)
             i = keys[0]
             key_sql = ("SELECT * FROM invoices WHERE seller_tax_id = $1 "
                        "AND invoice_number = $2")  # fmt: skip
@@ -227,4 +236,7 @@ async def lookups(url: str, rows: int, calls: int = 500) -> list[Lookup]:
     ):  # fmt: skip
         results.append(Lookup(name, len(timing), percentile(timing, 50),
                               percentile(timing, 99), plan))  # fmt: skip
-    return results
+    alone = Lookup("round trip alone (SELECT 1, between pages)", len(timings_alone),
+                   percentile(timings_alone, 50), percentile(timings_alone, 99),
+                   "Result")  # fmt: skip
+    return results, alone
