@@ -4,7 +4,7 @@ The bench process hosts the sandbox, the publisher and the consumer that timesta
 confirmations. Its full collections walk everything the run has accumulated (the
 sandbox's stored invoices, the send and confirm timestamps) and grew to 60-200 ms
 pauses every ~11 s; each one stalled the sandbox's answers and the timestamps, and
-showed up as the pipeline's p99 (docs/performance.md, "half-load p99"). Reference
+showed up as the pipeline's p99 (docs/performance.md, item 15). Reference
 counting still frees what a phase discards; cycles wait for the collection between
 phases.
 """
