@@ -10,7 +10,7 @@ from types import MappingProxyType, TracebackType
 
 from aiohttp import web
 
-from streams.sandbox.app import SandboxState, build_app
+from streams.sandbox.app import SLOT, SandboxState, build_app
 from streams.sandbox.auth import Authenticator
 from streams.sandbox.faults import Faults
 from streams.sandbox.store import Clock, SandboxStore, utc_now
@@ -92,6 +92,8 @@ class SandboxServer:
             return
         self._state.stopping.set()
         await runner.cleanup()
+        # The stopped application may stay reachable from aiohttp's handler cache.
+        runner.app[SLOT].state = None
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()
