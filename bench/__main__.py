@@ -35,6 +35,7 @@ from bench.pipeline import (
     run_backlog,
     run_steady,
     say,
+    vacuum,
 )
 from bench.report import Results, ratios_line, render
 from streams.local.processes import set_parent_death_signal
@@ -136,6 +137,7 @@ async def bench(data_dir: Path) -> Results:
         if "ceilings" not in skip:
             # This machine's speed drifts within minutes: the ceiling is measured on both
             # sides of the 0 ms run and the higher counts, so drift cannot flatter the ratio.
+            await vacuum(stack.database_url)
             await http_ceiling(run_id + 9)
         if "steady" not in skip:
             results.steady = await run_steady(
