@@ -137,6 +137,7 @@ async def bench(data_dir: Path) -> Results:
         if "ceilings" not in skip:
             # This machine's speed drifts within minutes: the ceiling is measured on both
             # sides of the 0 ms run and the higher counts, so drift cannot flatter the ratio.
+            # The 0 ms run's vacuum debt is paid first, as the pipeline never runs beside it.
             await vacuum(stack.database_url)
             await http_ceiling(run_id + 9)
         if "steady" not in skip:

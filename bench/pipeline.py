@@ -244,9 +244,7 @@ async def vacuum(database_url: str) -> None:
     outcome). PostgreSQL's autovacuum then picks the tables up within its one-minute
     nap, throttled over ~15 s, and when that fell in the steady phase its p99 doubled
     (docs/performance.md, item 31). Unthrottled here it takes 1-2 s. What a scenario's
-    own writes make due still runs inside it, as in production. The HTTP ceiling
-    measured after a scenario pays it first too, so both sides of the ratio run on a
-    machine without it."""
+    own writes make due still runs inside it, as in production."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("VACUUM (ANALYZE)")
