@@ -6,6 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.kafka.partitioner import KeyPartitioner
 from streams.kafka.security import aiokafka_options
 from streams.settings import Settings
 
@@ -19,6 +20,7 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "enable_idempotence": settings.kafka_idempotent,
         "linger_ms": 5,
         "max_request_size": max(settings.max_message_bytes * 2, 1_048_576),
+        "partitioner": KeyPartitioner(),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
