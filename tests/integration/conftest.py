@@ -14,8 +14,10 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
 from streams.demo.feed import SELLERS, issued_event
+from streams.kafka.clients import consumer as make_consumer
 from streams.kafka.topics import ensure_topics
 from streams.ledger.records import InvoiceKey
 from streams.ledger.store import Ledger
@@ -142,3 +144,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REPORTS:
         terminalreporter.write_sep("=", "delivery guarantees under faults")
         terminalreporter.write_line(table(REPORTS))
+
+
+async def read_topic(settings: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic`` up to the fetch high-water mark."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen: list[Any] = []
+        for _ in range(200):
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(messages)
+            hw = [(await consumer.position(tp), consumer.highwater(tp)) for tp in tps]
+            if all(h is not None and p >= h for p, h in hw):
+                break
+        return seen
+    finally:
+        await consumer.stop()

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from aiokafka import TopicPartition
 from click.testing import CliRunner, Result
 
 from streams.cli.dlq_cmd import CONFIRM_ABOVE
@@ -23,12 +22,11 @@ from streams.cli.main import cli
 from streams.client import InvoicePublisher
 from streams.demo.feed import SELLERS, generate, issued_event, make_invoice
 from streams.errors import SchemaViolationError, ValidationFailedError
-from streams.kafka.clients import consumer as make_consumer
 from streams.local.processes import free_port
 from streams.settings import Settings
 from streams.validation.today import beijing_today
 
-from .conftest import Pipeline
+from .conftest import Pipeline, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -76,29 +74,6 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
             return
         assert loop.time() < deadline, "timed out waiting"
         await asyncio.sleep(0.25)
-
-
-async def read_topic(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic`` up to the fetch high-water mark."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not tps:
-            await consumer.topics()
-            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        seen: list[Any] = []
-        for _ in range(200):
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                seen.extend(messages)
-            hw = [(await consumer.position(tp), consumer.highwater(tp)) for tp in tps]
-            if all(h is not None and p >= h for p, h in hw):
-                break
-        return seen
-    finally:
-        await consumer.stop()
 
 
 async def dlq_json(env: dict[str, str], *filters: str) -> dict[str, Any]:
