@@ -54,6 +54,9 @@ _BUYER_NAME = re.compile(
     r"""(?P<label>buyer(?:[_ .]name)?["']?\s*[:=]?\s*)(?P<q>["'])(?P<name>[^"']+)(?P=q)""",
     re.IGNORECASE,
 )
+# An id of this form holds no tax id (no run of 18 letters and digits) and no buyer
+# label, so only the secrets are looked for in it: event ids are on every outcome line.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+(?P<tail>@)", re.I)
 
 
@@ -132,15 +135,32 @@ class Redactor(logging.Filter):
             record.stack_info = self.clean(record.stack_info, names)
         for field in EXTRA_FIELDS:
             value = record.__dict__.get(field)
-            if isinstance(value, str) and field != "invoice_key":
+            if not isinstance(value, str) or field == "invoice_key":
+                continue
+            if _UUID.fullmatch(value) is not None:
+                record.__dict__[field] = _redact(value, self.secrets)
+            else:
                 record.__dict__[field] = self.clean(value, names)
         return True
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # The lines of one loop step share their millisecond: its text is made once.
+        self._ms = -1
+        self._ts = ""
+
+    def _timestamp(self, created: float) -> str:
+        ms = int(created * 1000)
+        if ms != self._ms:
+            self._ts = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+            self._ms = ms
+        return self._ts
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -135,6 +135,31 @@ def test_redactor_filter_on_a_bare_record() -> None:
     assert record.getMessage() == "key=***"
 
 
+def test_extra_fields_are_masked_whatever_their_shape() -> None:
+    event_id = "5b1c2d3e-1111-4222-8333-444455556666"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    record.event_id = event_id
+    record.reason_code = f"buyer {BUYER_ID}"
+    record.topic = f"{event_id}-secret-4"
+    assert Redactor(["3e-1111", "secret-4"]).filter(record)
+    # A secret inside an id is replaced even where no tax id or name can be.
+    assert record.event_id == "5b1c2d***-4222-8333-444455556666"
+    assert record.reason_code == f"buyer {BUYER_ID[:4]}{'*' * 12}{BUYER_ID[-2:]}"
+    assert record.topic == "5b1c2d***-4222-8333-444455556666-***"
+
+
+def test_json_lines_of_one_millisecond_share_its_timestamp_and_the_next_moves_on() -> None:
+    with restored_root():
+        out = capture(True)
+        log = logging.getLogger("streams.test")
+        for created in (1764672000.1234, 1764672000.1239, 1764672000.1241):
+            record = log.makeRecord(log.name, logging.INFO, __file__, 1, "t", None, None)
+            record.created = created
+            log.handle(record)
+        stamps = [line["ts"] for line in _lines(out)]
+    assert stamps == ["2025-12-02T10:40:00.123+00:00"] * 2 + ["2025-12-02T10:40:00.124+00:00"]
+
+
 def _lines(out: io.StringIO) -> list[dict[str, object]]:
     for handler in logging.getLogger().handlers:
         handler.flush()  # the lines of the current loop step, as at exit
