@@ -47,12 +47,11 @@ class ProducerSink:
             if batch is None:
                 batch = batches[place] = self._producer.create_batch()
             if not self._append(batch, m):
-                # Full: it goes now, and a fresh one takes this message. A message no
-                # empty batch can hold goes through send, which says why it is refused.
+                # Full: it goes now, and a fresh one takes this message (an empty batch
+                # takes any message; one over the broker's limit fails at its ack).
                 pending.append(await self._send_batch(place, batch))
                 batch = batches[place] = self._producer.create_batch()
-                if not self._append(batch, m):
-                    pending.append(await self._send(m))
+                self._append(batch, m)
         for place, batch in batches.items():
             if batch.record_count():
                 pending.append(await self._send_batch(place, batch))
