@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Literal, TypeGuard
 
 from streams.validation.invoice_number import (
     invoice_number_format_problem,
     invoice_number_problems,
 )
+from streams.validation.item_name import has_item_name_form
 from streams.validation.money import (
     MONEY_PLACES,
     QUANTITY_PLACES,
@@ -44,7 +44,6 @@ CURRENCY = "CNY"
 TAX_EXEMPTIONS = frozenset({"exempt", "non_taxable"})
 _TAX_CODE = re.compile(r"[0-9]{19}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_ITEM_NAME = re.compile(r"\*([^*]*)\*(.*)", re.DOTALL)
 _ZERO = Decimal(0)
 
 Kind = Literal["blue", "red"]
@@ -295,7 +294,7 @@ class _InvoiceCheck:
 
     def _item_name(self, path: str, value: object) -> None:
         name = self._name(path, "item_name", value, "item name", ITEM_NAME_MAX)
-        if name is not None and not _item_name_form(name):
+        if name is not None and not has_item_name_form(name):
             self.add(
                 path,
                 f"The item name must have the form *category*name, like *信息技术服务*软件维护; "
@@ -385,14 +384,6 @@ class _InvoiceCheck:
                 elif original == self.invoice.get("invoice_number"):
                     self.add(field, "A red invoice cannot reverse itself: "
                              "original_invoice_number is its own number.")  # fmt: skip
-
-
-# Item names come from a seller's catalogue and repeat; bounded as tax ids are.
-@lru_cache(maxsize=4096)
-def _item_name_form(name: str) -> bool:
-    """Whether ``name`` has the form *category*name, both parts non-blank."""
-    match = _ITEM_NAME.fullmatch(name)
-    return match is not None and bool(match[1].strip()) and bool(match[2].strip())
 
 
 def _show(value: object, limit: int = 40) -> str:
