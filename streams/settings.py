@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         50, ge=1, le=10_000, description="longest a fetch waits for data (latency when idle)"
     )
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger events are DLQ'd")
+    kafka_max_batch_bytes: int = Field(
+        524_288, ge=1024, description="output record batch limit; under max.message.bytes"
+    )
 
     # --- worker ----------------------------------------------------------------------
     http_port: int = Field(8000, ge=0, le=65535, description="worker HTTP port; 0 = any free")

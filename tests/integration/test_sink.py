@@ -19,11 +19,12 @@ from .conftest import Services, read_topic
 async def test_published_messages_all_arrive_on_their_keys_partitions_in_order(
     services: Services,
 ) -> None:
-    settings = Settings(kafka_bootstrap=services.bootstrap)
+    # Three events per key and ~600 bytes each, ~54 KB a partition: with 16 KB batches
+    # more than one record batch per partition, so a full batch is sent mid-way and a
+    # fresh one takes over.
+    settings = Settings(kafka_bootstrap=services.bootstrap, kafka_max_batch_bytes=16_384)
     topic = f"sink-{uuid.uuid4().hex[:8]}"
     await ensure_topics(services.bootstrap, [topic], partitions=4, replication=1)
-    # Three events per key and ~600 bytes each: more than one record batch per
-    # partition, so a full batch is sent mid-way and a fresh one takes over.
     keys = [f"91110108MA01ABCD0B:{n:020d}".encode() for n in range(120)]
     messages = [
         OutMessage(topic, key, f"{key.decode()}#{step}:".encode() + b"x" * 560,
