@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     pipeline_depth: int = Field(
         4, ge=1, description="batches in flight at once (overlaps platform waits)"
     )
+    read_ahead_batches: int = Field(
+        8, ge=2, description="batches of events fetched ahead of processing (memory)"
+    )
     # A request keeps its slot until the worker has taken the answer, and a worker
     # draining a backlog takes it 100-250 ms after the platform sent it (the answer
     # waits its turn on the event loop). 128 slots then capped a worker at ~830

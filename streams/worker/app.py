@@ -37,12 +37,12 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         consumer_max_fetch_size=settings.max_message_bytes,
         # Read ahead a few batches, not the whole backlog: memory stays a fixed multiple
         # of the batch size however deep the backlog (RSS target in bench/). faust stops
-        # fetching at 80 % of this and fetches again under 40 %: at twice a batch, taking
-        # one batch left too little to cover the next fetch, so batches came short and
-        # the loop ran dry (docs/performance.md, item 34). At 8 the queue stays above
-        # three batches, for ~6 MB more.
+        # fetching at 80 % of this and fetches again under 40 %: at two batches, taking
+        # one left too little to cover the next fetch, so batches came short and the
+        # loop ran dry (docs/performance.md, item 34). At eight the queue stays above
+        # three batches, for ~6 MB more with invoices of ~1 KB.
         broker_max_poll_records=settings.batch_size,
-        stream_buffer_maxsize=8 * settings.batch_size,
+        stream_buffer_maxsize=settings.read_ahead_batches * settings.batch_size,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         # On shutdown, finish the batch in hand but not faust's whole read-ahead buffer:

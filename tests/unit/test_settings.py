@@ -1,3 +1,7 @@
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
@@ -60,3 +64,19 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output and len(result.output) > 150
+
+
+def test_the_worker_reads_ahead_the_configured_batches(tmp_path: Path) -> None:
+    from streams.worker.app import build_app
+
+    settings = Settings(batch_size=200, read_ahead_batches=3, data_dir=tmp_path)
+    app = build_app(settings, cast(Any, SimpleNamespace()))
+    # faust's own bound: it stops fetching when its queue of events nears this.
+    assert app.conf.stream_buffer_maxsize == 600
+    assert app.conf.broker_max_poll_records == 200
+
+
+def test_a_read_ahead_under_two_batches_is_refused() -> None:
+    # One batch ahead would leave nothing fetched while that batch is being taken.
+    with pytest.raises(ValidationError, match="read_ahead_batches"):
+        Settings(read_ahead_batches=1)
