@@ -37,7 +37,7 @@ from streams.kafka.topics import ensure_topics
 from streams.platform.client import API, PlatformClient
 from streams.platform.signing import signed_headers
 from streams.validation.today import beijing_today
-from streams.worker.run import use_uvloop
+from streams.worker.run import share_the_gil, use_uvloop
 
 _INVOICES = f"{API}/invoices"
 
@@ -268,6 +268,7 @@ def _main(argv: list[str]) -> None:
     _, url, app_id, count, concurrency, run_id, client = argv
     secret = os.environ["BENCH_APP_SECRET"]
     use_uvloop()  # the worker's event loop, so a POST costs the client what it costs the worker
+    share_the_gil()  # and its GIL hand-over, for pyreqwest's thread in our client's loop
     result = asyncio.run(_post_loop(url, app_id, secret, int(count), int(concurrency),
                                     int(run_id), cast(HttpClient, client)))  # fmt: skip
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -26,7 +26,7 @@ from streams.processor.health import Health
 from streams.processor.records import RawRecord
 from streams.settings import Settings
 from streams.worker.app import build_app
-from streams.worker.run import tune_gc, use_uvloop
+from streams.worker.run import share_the_gil, tune_gc, use_uvloop
 
 
 class _Standin:
@@ -75,6 +75,7 @@ def _main(argv: list[str]) -> None:
     worker = faust.Worker(app, quiet=True, loglevel="WARNING", redirect_stdouts=False,
                           workdir=str(settings.data_dir))  # fmt: skip
     tune_gc()  # as the worker does
+    share_the_gil()
     worker.execute_from_commandline()
 
 

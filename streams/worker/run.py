@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -90,6 +91,7 @@ def run_worker(settings: Settings) -> None:
         workdir=str(settings.data_dir),
     )
     tune_gc()
+    share_the_gil()
     worker.execute_from_commandline()
 
 
@@ -118,3 +120,16 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+
+
+def share_the_gil() -> None:
+    """Let the worker's other threads have the GIL within 1 ms instead of 5.
+
+    pyreqwest's runtime thread needs the GIL to hand each platform answer back, and
+    faust's consumer thread to hand each fetch over. On a backlog the event loop's
+    thread holds the GIL for long stretches, and a thread asking for it waits until
+    the loop blocks or the switch interval forces it out: up to 5 ms by default, with
+    the answers and the fetch waiting behind it. At 1 ms, seven alternating pairs on
+    60k backlogs all came out faster, by 5-18 % (mean ~10 %), at the same or less CPU
+    per invoice; 0.5 ms was no better than 1 (docs/performance.md, item 35)."""
+    sys.setswitchinterval(0.001)
