@@ -1,4 +1,4 @@
-"""Random UUID4 strings (event ids, request nonces), 256 from one ``os.urandom`` call.
+"""Random ids (UUID4 event ids, hex request nonces), 256 from one ``os.urandom`` call.
 
 ``uuid.uuid4()`` reads the kernel's random source once per id, and that read
 releases the GIL: in a worker with other threads waiting for it (the HTTP
@@ -21,19 +21,30 @@ _used = 0
 
 def random_uuid() -> str:
     """A fresh random UUID4, as ``str(uuid.uuid4())`` gives it."""
-    global _pool, _used
-    with _lock:
-        if _used >= len(_pool):
-            _pool = os.urandom(_BLOCK)
-            _used = 0
-        raw = bytearray(_pool[_used : _used + 16])
-        _used += 16
+    raw = bytearray(_random_16())
     # The bits uuid.UUID(bytes=raw, version=4) sets (version 4, RFC 4122 variant),
     # without its checks and formatting: str(UUID(...)) made an id cost 9 µs, now 3.
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_token() -> str:
+    """128 fresh random bits as 32 lowercase hex digits: a nonce where no UUID is asked
+    for, at a third of the cost of formatting one."""
+    return _random_16().hex()
+
+
+def _random_16() -> bytes:
+    global _pool, _used
+    with _lock:
+        if _used >= len(_pool):
+            _pool = os.urandom(_BLOCK)
+            _used = 0
+        raw = _pool[_used : _used + 16]
+        _used += 16
+    return raw
 
 
 def _forget_pool() -> None:

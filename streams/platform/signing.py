@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from functools import lru_cache
 
-from streams.randomids import random_uuid
+from streams.randomids import random_token
 
 
 def signing_string(method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
@@ -17,8 +18,17 @@ def signing_string(method: str, path_qs: str, timestamp_ms: str, nonce: str, bod
 
 def sign(secret: str, method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
     """Lowercase hex HMAC-SHA256 of the signing string under ``secret``."""
-    message = signing_string(method, path_qs, timestamp_ms, nonce, body).encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    mac = _keyed(secret).copy()
+    mac.update(signing_string(method, path_qs, timestamp_ms, nonce, body).encode())
+    return mac.hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _keyed(secret: str) -> hmac.HMAC:
+    # An HMAC keyed once and copied per request: keying hashes the secret into two
+    # pads each time, a third of a signature's cost. A client has one secret, the
+    # sandbox one per app.
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 def signatures_match(expected: str, given: str) -> bool:
@@ -31,7 +41,7 @@ def signed_headers(
 ) -> dict[str, str]:
     """The four headers that authenticate one request: a fresh timestamp and nonce."""
     timestamp = str(time.time_ns() // 1_000_000)
-    nonce = random_uuid()
+    nonce = random_token()
     return {
         "X-App-Id": app_id,
         "X-Timestamp": timestamp,

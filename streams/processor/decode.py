@@ -87,6 +87,12 @@ class Decoder:
                 reason, field=violations[0].field, invoice_key=str(key)
             )
         canonical = _canonical(invoice)
+        # Read once here: the pipeline asks for it several times per event and wave.
+        original = (
+            InvoiceKey(key.seller_tax_id, str(invoice.get("original_invoice_number")))
+            if invoice.get("kind") == "red"
+            else None
+        )
         return IssuedEvent(
             raw=raw,
             event_id=str(obj["event_id"]),
@@ -96,4 +102,5 @@ class Decoder:
             body=canonical,
             content_hash=_hash_of(canonical),
             violation=violation,
+            original=original,
         )

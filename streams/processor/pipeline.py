@@ -47,7 +47,6 @@ from streams.processor.redletter import (
     WAITING_FOR_ORIGINAL,
     Parked,
     confirmed,
-    original_key,
     original_missing,
     over_credit,
 )
@@ -101,18 +100,18 @@ class Processor:
                 out += self._messages.failure(raw, None, exc.reason_code, exc.message, exc.field,
                                               retryable=False, attempts=0,
                                               exception_class=type(exc).__name__)  # fmt: skip
-        keys = [e.key for e in events] + [k for e in events if (k := original_key(e))]
+        keys = [e.key for e in events] + [k for e in events if (k := e.original)]
         existing = await self._until_ledger(lambda: self._ledger.load(keys))
         in_wave = {e.key for e in events}
         credit = await self._credited({
             k for e in events
-            if e.violation is None and (k := original_key(e)) is not None
+            if e.violation is None and (k := e.original) is not None
             and (k in in_wave or confirmed(existing.get(k)))
         })  # fmt: skip
         claims: list[Change] = []
         submit: list[Submission] = []
         # Originals first, so a red-letter invoice knows whether its original is in this wave.
-        for event in sorted(events, key=lambda e: original_key(e) is not None):
+        for event in sorted(events, key=lambda e: e.original is not None):
             self._plan(event, existing, credit, claims, submit, out)
         lost = await self._until_ledger(lambda: self._ledger.apply(claims))
         # A claim another worker beat us to: that worker owns the invoice now.
@@ -142,7 +141,7 @@ class Processor:
         action = decide(current, event.content_hash, datetime.now(UTC))
         if action is Action.SUBMIT:
             attempts = current.attempts if current and current.state != State.FAILED else 0
-            original = original_key(event)
+            original = event.original
             # Only a red-letter invoice looks for its original among this wave's submissions
             # (a dict of them per event made every wave quadratic).
             planned = None if original is None else _submitted(submit, original)
@@ -256,7 +255,7 @@ class Processor:
             except InvalidEventError as exc:
                 self._reject_parked(record, raw, record.source_event_id or "", exc, claims, out)
                 continue
-            original = original_key(event)
+            original = event.original
             if record.state == State.RECEIVED and original is not None:
                 found = await self._until_ledger(partial(self._ledger.get, original))
                 if found is None or found.state != State.CONFIRMED:
@@ -338,7 +337,7 @@ class Processor:
     ) -> Delivered | Undeliverable | Deferred | Parked:
         accepted = False
         try:
-            original = original_key(event)
+            original = event.original
             pending = None if original is None else inflight.get(original)
             if original is not None and pending is not None and not await pending:
                 return Parked()

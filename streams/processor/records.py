@@ -37,6 +37,8 @@ class IssuedEvent(NamedTuple):
     content_hash: str
     #: domain-rule failures, if any: the event is well-formed but must not be sent
     violation: ValidationFailedError | None = None
+    #: the key of the blue invoice a red one reverses; None on a blue invoice
+    original: InvoiceKey | None = None
 
 
 def summary_of(invoice: dict[str, Any]) -> dict[str, Any]:

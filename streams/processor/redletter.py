@@ -11,7 +11,6 @@ from streams.errors import ValidationFailedError
 from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.processor.delivery import Undeliverable
-from streams.processor.records import IssuedEvent
 
 
 class Parked:
@@ -19,12 +18,6 @@ class Parked:
 
 
 WAITING_FOR_ORIGINAL = "WAITING_FOR_ORIGINAL"
-
-
-def original_key(event: IssuedEvent) -> InvoiceKey | None:
-    if event.summary.get("kind") != "red":
-        return None
-    return InvoiceKey(event.key.seller_tax_id, str(event.summary.get("original_invoice_number")))
 
 
 def confirmed(record: InvoiceRecord | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from streams.randomids import random_uuid
+from streams.randomids import random_token, random_uuid
 
 
 def test_ids_are_uuid4_strings_and_unique_across_pool_refills() -> None:
@@ -29,3 +29,9 @@ def test_forked_child_does_not_repeat_the_parents_next_id() -> None:
     child = os.read(read, 64).decode()
     os.close(read)
     assert child != random_uuid()
+
+
+def test_tokens_are_128_random_bits_in_hex_and_unique() -> None:
+    tokens = [random_token() for _ in range(2_000)]
+    assert len(set(tokens)) == len(tokens)
+    assert all(len(t) == 32 and int(t, 16) >= 0 and t == t.lower() for t in tokens)

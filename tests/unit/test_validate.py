@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import streams.validation.today as today_module
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
@@ -324,3 +325,18 @@ def test_beijing_today_refuses_naive_time() -> None:
 
 def test_beijing_today_defaults_to_now() -> None:
     assert isinstance(beijing_today(), date)
+
+
+def test_beijing_today_turns_at_beijing_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2026-11-30 15:59:59 UTC is one second before midnight in Beijing.
+    midnight = datetime(2026, 11, 30, 16, 0, tzinfo=UTC).timestamp()
+    for seconds, expected in [
+        (midnight - 1, date(2026, 11, 30)),
+        (midnight - 0.001, date(2026, 11, 30)),
+        (midnight, date(2026, 12, 1)),
+        (midnight + 86_399, date(2026, 12, 1)),
+        (midnight + 86_400, date(2026, 12, 2)),
+        (midnight - 5, date(2026, 11, 30)),  # a clock stepped back
+    ]:
+        monkeypatch.setattr(today_module, "clock", lambda s=seconds: s)
+        assert beijing_today() == expected, seconds
