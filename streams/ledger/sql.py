@@ -45,8 +45,8 @@ _HISTORY_COLUMNS = ", ".join(name for name, _ in HISTORY_INPUT[:-1])
 
 # Every change names the state it expects the row in (previous, NULL: no row yet). A
 # row in another state, or CONFIRMED, means another writer (a rebalance, the resume
-# loop, the receipt poller) got there first: the change is skipped, and the keys that
-# did change come back. History ($3, in the changes' order) is written in the same
+# loop, the receipt poller) got there first: the change is skipped, and the keys it
+# skipped come back. History ($3, in the changes' order) is written in the same
 # statement, only for keys that changed or were never in question. One statement, so
 # atomic without BEGIN and COMMIT: a wave's write is one round trip where a
 # transaction of two statements took four.
@@ -109,7 +109,11 @@ history AS (
                   WHERE a.seller_tax_id = h.seller_tax_id AND a.invoice_number = h.invoice_number)
     ORDER BY h.ord
 )
-SELECT seller_tax_id, invoice_number FROM applied
+-- The rows that were not written (a lost race, rare) rather than the hundreds that
+-- were: the caller wants the former, and every row returned is decoded on its loop.
+SELECT n.seller_tax_id, n.invoice_number FROM input n
+WHERE NOT EXISTS (SELECT 1 FROM applied a
+                  WHERE a.seller_tax_id = n.seller_tax_id AND a.invoice_number = n.invoice_number)
 """
 
 # The absolute total of the CONFIRMED red-letter invoices against each original, 0 for

@@ -162,9 +162,8 @@ class Ledger:
         rows, payloads = invoice_rows([(c, expected[k]) for k, c in latest.items()], self._seal)
         history = history_rows(changes, self._worker_id, latest)
         async with self.connection() as conn:
-            done = await conn.fetch(APPLY, rows, payloads, history)
-        applied = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in done}
-        lost = set(latest) - applied
+            skipped = await conn.fetch(APPLY, rows, payloads, history)
+        lost = {InvoiceKey(r["seller_tax_id"], r["invoice_number"]) for r in skipped}
         for key in sorted(lost):
             log.warning(
                 "ledger: %s is no longer %s (another worker changed it first); not writing %s",
