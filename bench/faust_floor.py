@@ -2,8 +2,8 @@
 before any work of ours (decoding, validation, ledger, POST, output events).
 
 The child process (``python -m bench.faust_floor COUNT RESULT_FILE``) runs the worker's own
-``build_app``: the same app settings, fetch settings and agent loop (``take_events``,
-a ``RawRecord`` per event, the extra reference, the ack), with a stand-in runtime
+``build_app``: the same app settings, fetch settings and agent loop (a fetch at a
+time through ``app.fetched``, a ``RawRecord`` per event, the ack), with a stand-in runtime
 whose intake acknowledges each batch at once. Its CPU (all threads, from its first
 batch to its last) per event is the floor under the worker's CPU per invoice; with
 the signed POST's own CPU it bounds what one worker process can reach on one core.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -11,7 +12,6 @@ import faust
 from streams.kafka.security import faust_credentials
 from streams.processor.records import RawRecord
 from streams.settings import Settings
-from streams.worker.batching import take_fetched
 from streams.worker.runtime import Runtime
 from streams.worker.transport import WorkerApp
 
@@ -25,6 +25,12 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         # A record larger than this still comes whole (Kafka returns at least one batch).
         fetch_max_bytes=2 * settings.max_message_bytes,
         fetch_interval=settings.batch_window,
+        bulk_topic=settings.issued_topic,
+        # Read ahead a few fetches, not the whole backlog: memory stays a fixed multiple
+        # of the batch size however deep the backlog (RSS target in bench/). A fetch
+        # brings at most one batch (broker_max_poll_records); with one fetch waiting,
+        # the loop ran dry while the next came back (docs/performance.md, item 34).
+        read_ahead=settings.read_ahead_batches,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         # Values stay raw bytes: we decode once with orjson, and dead letters need the
         # original bytes untouched.
@@ -35,18 +41,11 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=settings.max_message_bytes,
-        # Read ahead a few batches, not the whole backlog: memory stays a fixed multiple
-        # of the batch size however deep the backlog (RSS target in bench/). faust stops
-        # fetching at 80 % of this and fetches again under 40 %: at two batches, taking
-        # one left too little to cover the next fetch, so batches came short and the
-        # loop ran dry (docs/performance.md, item 34). At eight the queue stays above
-        # three batches, for ~6 MB more with invoices of ~1 KB.
         broker_max_poll_records=settings.batch_size,
-        stream_buffer_maxsize=settings.read_ahead_batches * settings.batch_size,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
-        # On shutdown, finish the batch in hand but not faust's whole read-ahead buffer:
-        # what was not processed is not committed, and is read again after the restart.
+        # On shutdown, finish the batches in hand but not the read-ahead: what was not
+        # processed is not committed, and is read again after the restart.
         stream_wait_empty=False,
         web_enabled=False,
         broker_credentials=faust_credentials(settings),
@@ -90,35 +89,31 @@ def build_app(settings: Settings, runtime: Runtime) -> faust.App:
         await runtime.ready.wait()
         intake = runtime.intake
         assert intake is not None
-        # A batch is what one fetch brought; the timer only bounds a batch whose
-        # hand-over was never announced (twice the window, clear of the next fetch).
-        batches = take_fetched(stream, settings.batch_size, 2 * settings.batch_window,
-                               app.fetch_handover)  # fmt: skip
-        stream._active_agens.add(batches)  # closed on the stream's stop, as faust's own
-        async for events in batches:
+        # Iterating the topic subscribes the consumer to it (faust's Topic.__aiter__);
+        # its records then come a fetch at a time through app.fetched, not the stream.
+        aiter(stream.channel)
+        ack = app.consumer.ack
+        async for messages in app.fetched.batches(settings.batch_size):
             records = [
                 RawRecord(
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    key=e.message.key,
-                    value=e.message.value,
-                    headers=_headers(e.message.headers),
+                    topic=m.topic,
+                    partition=m.partition,
+                    offset=m.offset,
+                    key=m.key,
+                    value=m.value,
+                    headers=_headers(m.headers),
                 )
-                for e in events
+                for m in messages
             ]
-            # faust acks a taken batch when this loop body ends; the extra reference
-            # holds the offsets back until the batch is really done (``Intake``).
-            for e in events:
-                e.message.incref()
-            await intake.admit(records, partial(_ack, list(events)))
+            await intake.admit(records, partial(_ack, ack, messages))
 
     return app
 
 
-def _ack(events: list[Any]) -> None:
-    for event in events:
-        event.ack()
+def _ack(ack: Callable[[Any], bool], messages: list[Any]) -> None:
+    # What acking faust's event for each message ends in: the offset may be committed.
+    for message in messages:
+        ack(message)
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:

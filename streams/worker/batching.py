@@ -1,117 +1,50 @@
-"""Batches cut where a fetch ends, not on a timer.
+"""Each fetch handed to the agent whole, as one batch, instead of message by message.
 
-faust's ``take_events`` cuts a batch when it is full or when its timer fires, so at
-any load short of a backlog every event also waited for the timer: ~half a batch
-window on average, after the broker had already handed it over. Here the consumer
-asks the broker for events at most once per batch window (``pace_fetches`` in
-``streams.worker.transport``) and announces when it has handed a fetch's events to
-the stream (:class:`FetchHandOver`); the batch is cut right then, or when it is
-full. A batch is thus what one fetch brought, and an event waits for the next fetch
-but not for a timer as well.
+faust hands every fetched message to its stream on its own: through the consumer's
+drain loop, the conductor, the stream's buffer and its iterator, and back through
+the same layers with an ack per event. On a backlog that was ~16 % of the event
+loop's time for an invoice (py-spy ``--gil``, docs/performance.md, item 36). The
+consumer (``streams.worker.transport``) puts each fetch's records of the issued
+topic here as one list, and the agent takes each as a batch: a batch is what one
+fetch brought, so an event waits for the next fetch (at most one per batch window,
+``pace_fetches``) but never for a timer as well.
 
-Fetching at most once per window also spares the broker: Tansu, the embedded
-broker, answers a fetch at once when a partition has data and then lists every
-record batch the partition holds, so a consumer that fetched as fast as answers
-came (every ~15 ms at half load) made its CPU climb through a long run
-(docs/performance.md, item 28).
-
-The generator follows faust's own ``Stream.take_events`` (faust-streaming,
-BSD licence) step for step, so acks, the read-ahead limit and the shutdown behave
-as they do there; what differs is when the batch is cut.
+The queue holds at most ``read_ahead`` fetches, a few batches' worth of records (a
+fetch brings at most ``broker_max_poll_records``, the batch size): when it is full
+the consumer's drain loop waits, so memory stays a fixed multiple of the batch size
+however deep the backlog. Like faust's own stream buffers it is managed by the app's
+flow control: a rebalance suspends it and clears it, and the records dropped were
+never acknowledged, so never committed, and are fetched again from the committed
+offsets by whichever worker owns their partitions then.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from mode.utils.futures import notify
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 
-class FetchHandOver:
-    """Whether the consumer has handed every event of its last fetch to the streams.
+class Fetched:
+    """Fetches on their way from the consumer to the agent, one list of messages each."""
 
-    The consumer calls :meth:`finished` when it goes back to the broker for more
-    (it has delivered all it had) and :meth:`started` when a fetch brought events.
-    """
+    def __init__(self, flow_control: FlowControlEvent, read_ahead: int) -> None:
+        self._queue: FlowControlQueue[list[Any]] = FlowControlQueue(
+            maxsize=read_ahead, flow_control=flow_control, clear_on_resume=True
+        )
 
-    def __init__(self) -> None:
-        self.complete = True
-        self._listeners: list[Callable[[], None]] = []
+    async def put(self, messages: list[Any]) -> None:
+        """Waits while the flow is suspended (a rebalance) or ``read_ahead`` fetches wait."""
+        await self._queue.put(messages)
 
-    def started(self) -> None:
-        self.complete = False
+    def waiting(self) -> int:
+        """Fetches put and not yet taken."""
+        return self._queue.qsize()
 
-    def finished(self) -> None:
-        self.complete = True
-        for listener in self._listeners:
-            listener()
-
-    def listen(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener`` on every :meth:`finished`; returns the undo."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-
-async def take_fetched(
-    stream: Any, max_: int, within: float, handover: FetchHandOver
-) -> AsyncIterator[list[Any]]:
-    """Events of ``stream`` in batches: cut when the events of a fetch have all been
-    taken, when ``max_`` are buffered, or ``within`` seconds after the last batch."""
-    buffer: list[Any] = []
-    events: list[Any] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
-    queue = stream.channel.queue
-    stream_enable_acks: bool = stream.enable_acks
-    channel_it = aiter(stream.channel)
-
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming
-        if buffer_consuming is not None:
-            try:
-                await buffer_consuming
-            finally:
-                buffer_consuming = None
-        buffer.append(value)
-        events.append(stream.current_event)
-        if len(buffer) >= max_:
-            buffer_full.set()
-            # No more than max_: the stream waits until this batch is taken.
-            buffer_consumed.clear()
-            await stream.wait(buffer_consumed)
-        elif handover.complete and queue.empty():
-            buffer_full.set()
-        return value
-
-    def on_handover() -> None:
-        if buffer and queue.empty():
-            buffer_full.set()
-
-    stop_listening = handover.listen(on_handover)
-    # Acks are ours: an event is acknowledged once its batch has been consumed.
-    stream.enable_acks = False
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=within)
-            if buffer:
-                # The stream must not add to the buffer while the batch is read.
-                buffer_consuming = stream.loop.create_future()
-                try:
-                    yield list(events)
-                finally:
-                    buffer.clear()
-                    for event in events:
-                        await stream.ack(event)
-                    events.clear()
-                    notify(buffer_consuming)
-                    buffer_full.clear()
-                    buffer_consumed.set()
-    finally:
-        stop_listening()
-        stream.enable_acks = stream_enable_acks
-        stream._processors.remove(add_to_buffer)
+    async def batches(self, max_: int) -> AsyncIterator[list[Any]]:
+        """Each fetch as a batch, cut into pieces of ``max_`` should one be larger."""
+        while True:
+            messages = await self._queue.get()
+            for start in range(0, len(messages), max_):
+                yield messages[start : start + max_]

@@ -18,41 +18,31 @@ bookkeeping cost ~15% of faust's own CPU per event (bench/faust_floor.py, A/B).
 faust's consumer also fetches again the moment it has handed the last fetch over,
 which on Tansu meant a fetch every ~15 ms at half load, each costing the broker more
 the more record batches a partition held. ``pace_fetches`` holds fetches to one per
-batch window per broker, and the consumer tells the streams when it has handed a
-fetch over, so a batch is cut there (``streams.worker.batching``).
+batch window per broker.
 
-When the streams fall behind, faust stops fetching a partition whose stream buffer is
-nearly full and fetches it again once the buffer has drained to under half. But with
-every partition stopped it sleeps a whole second before it looks again, however soon a
-buffer drains: on a deep backlog the worker then ran dry for ~0.4 s of every ~1.4 s,
-with nothing in flight (docs/performance.md, item 30). Our consumer waits for the first
-partition to come back instead.
-
-Last, faust hands each fetched message to its stream through mode's ``wait_first``,
-which makes four tasks per message (the hand-over, the flow-suspended, stopped and
-crashed waits) and cancels three. The hand-over nearly always finishes without
-waiting (the stream's buffer has room), so the consumer runs it at once and falls back
-to ``wait_first`` only when it really waits.
+Last, faust hands each fetched message to its stream on its own, through the
+conductor, the stream's buffer and iterator, and an ack per event back: ~16 % of the
+event loop's time for an invoice on a backlog. Our consumer puts each fetch's records
+of the issued topic into ``app.fetched`` as one list, which the agent takes as a
+batch (``streams.worker.batching``); records of any other topic still go faust's way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from functools import cached_property
-from inspect import iscoroutine
 from typing import Any, ClassVar
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from faust.sensors.monitor import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
-from mode import Service
-from mode.services import WaitResults
 
-from streams.worker.batching import FetchHandOver
+from streams.worker.batching import Fetched
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -100,95 +90,72 @@ def pace_fetches(
     fetcher._get_actions_per_node = paced
 
 
-class EagerWaitFirst(Service):
-    """mode's ``wait_first``, but a first coroutine that finishes without waiting wins
-    at once, with no task made for it or for the others."""
-
-    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
-        first = coros[0] if coros else None
-        if (
-            timeout is not None
-            or not iscoroutine(first)
-            or self._stopped.is_set()
-            or self._crashed.is_set()
-        ):
-            return await super().wait_first(*coros, timeout=timeout)
-        try:
-            step = first.send(None)
-        except StopIteration as done:
-            _close(coros[1:])
-            return WaitResults([first], [done.value], False)
-        except BaseException:
-            _close(coros[1:])
-            raise
-        return await super().wait_first(_Resumed(first, step), *coros[1:])
-
-
-class _Consumer(EagerWaitFirst, faust_aiokafka.Consumer):
-    async def _wait_next_records(self, timeout: float) -> Any:
-        # Called once per fetch, after the last one's events have all been handed over.
+class _Consumer(faust_aiokafka.Consumer):
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """faust's drain loop (``Consumer._drain_messages``, faust-streaming 0.15.3, BSD
+        licence) step for step (read offsets, gaps, commits every N acks, the stop
+        and suspend checks), except that the records of one fetch from the issued topic
+        go to ``app.fetched`` as one list instead of to the conductor one by one."""
         app = self.app
         assert isinstance(app, WorkerApp)
-        handover = app.fetch_handover
-        handover.finished()
-        if self.flow_active and not app.client_only and not self._get_active_partitions():
-            # Every partition stopped for a full buffer: faust would sleep a second here.
-            self._buffer_drained.clear()
-            await self.wait_for_stopped(self._buffer_drained.wait(), timeout=timeout)
-            resumed = self._get_active_partitions()
-            if not resumed:
-                return {}, resumed
-        records, active = await super()._wait_next_records(timeout)
-        if records:
-            handover.started()
-        return records, active
-
-    @cached_property
-    def _buffer_drained(self) -> asyncio.Event:
-        return asyncio.Event()
-
-    def on_buffer_drop(self, tp: Any) -> None:
-        # The streams' buffer of ``tp`` has drained: faust fetches the partition again.
-        super().on_buffer_drop(tp)
-        self._buffer_drained.set()
+        fetched = app.fetched
+        bulk_topic = app.bulk_topic
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = app.topics.acks_enabled_for
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                # As faust: getmany may return at once, and the loop must let others run.
+                await self.sleep(0)
+                if not self.should_stop:
+                    messages: list[Any] = []
+                    async for tp, message in ait:
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is not None and offset < r_offset:
+                            continue  # read already: faust drops it too
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if message.topic == bulk_topic:
+                            messages.append(message)
+                        else:
+                            await self.wait_first(callback(message), self.suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                    if messages:
+                        # A rebalance abandons the hand-over, as faust abandons a message's.
+                        await self.wait_first(fetched.put(messages), self.suspend_flow.wait())
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception:
+            self.log.exception("Drain messages raised")
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-def _close(coros: tuple[Any, ...]) -> None:
-    # Never awaited now: closed, so Python does not warn that they were forgotten.
-    for coro in coros:
-        if iscoroutine(coro):
-            coro.close()
-
-
-class _Resumed:
-    """The rest of a coroutine that has run up to its first wait (``step``, what it
-    waits on), as an awaitable a task can drive like the coroutine itself."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], step: Any) -> None:
-        self._coro = coro
-        self._step = step
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, step = self._coro, self._step
-        while True:
-            try:
-                sent = yield step
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - a cancellation, passed on to where it waits
-                try:
-                    step = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -198,7 +165,8 @@ class _Transport(faust_aiokafka.Transport):
 class WorkerApp(faust.App):
     """A faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch, takes
     at most ``fetch_max_bytes`` from one fetch, fetches at most once per
-    ``fetch_interval`` seconds and reports each hand-over to ``fetch_handover``."""
+    ``fetch_interval`` seconds, and hands the records of ``bulk_topic`` to ``fetched``
+    a fetch at a time, holding at most ``read_ahead`` fetches there."""
 
     def __init__(
         self,
@@ -206,25 +174,23 @@ class WorkerApp(faust.App):
         fetch_max_wait_ms: int,
         fetch_max_bytes: int,
         fetch_interval: float,
+        bulk_topic: str,
+        read_ahead: int,
         **kwargs: Any,
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fetch_max_bytes = fetch_max_bytes
         self.fetch_interval = fetch_interval
-        self.fetch_handover = FetchHandOver()
+        self.bulk_topic = bulk_topic
+        self.read_ahead = read_ahead
         super().__init__(*args, monitor=_QuietMonitor(), **kwargs)
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
 
-    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
-        # faust's own looks conf.Event up for every message, through the settings'
-        # __getattribute__, which records each access: ~0.8 % of the loop's samples.
-        return self._event_type(self, key, value, headers, message)
-
     @cached_property
-    def _event_type(self) -> Any:
-        return self.conf.Event
+    def fetched(self) -> Fetched:
+        return Fetched(self.flow_control, self.read_ahead)
 
 
 class _QuietMonitor(Monitor):

@@ -71,12 +71,12 @@ def test_the_worker_reads_ahead_the_configured_batches(tmp_path: Path) -> None:
 
     settings = Settings(batch_size=200, read_ahead_batches=3, data_dir=tmp_path)
     app = build_app(settings, cast(Any, SimpleNamespace()))
-    # faust's own bound: it stops fetching when its queue of events nears this.
-    assert app.conf.stream_buffer_maxsize == 600
+    # Fetches of at most a batch each, and at most three of them waiting for the agent.
     assert app.conf.broker_max_poll_records == 200
+    assert app.fetched._queue.maxsize == 3
 
 
 def test_a_read_ahead_under_two_batches_is_refused() -> None:
-    # One batch ahead would leave nothing fetched while that batch is being taken.
+    # One fetch ahead would leave nothing fetched while that batch is being taken.
     with pytest.raises(ValidationError, match="read_ahead_batches"):
         Settings(read_ahead_batches=1)
