@@ -13,7 +13,7 @@ scan of the ledger, so they are refreshed rarely (see ``Runtime._ledger_gauges``
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -202,8 +202,10 @@ class Metrics:
         for name in CIRCUIT_STATES:
             self._circuit.labels(name).set(1 if name == state else 0)
 
-    def inflight(self, n: int) -> None:
-        self._inflight.set(n)
+    def track_inflight(self, count: Callable[[], int]) -> None:
+        """The in-flight gauge reads ``count()`` when scraped: set per invoice, it cost
+        two locked writes for every one delivered."""
+        self._inflight.set_function(count)
 
     def consumer_lag(self, partition: int, lag: int) -> None:
         self._lag.labels(str(partition)).set(max(0, lag))

@@ -98,6 +98,9 @@ class Deliverer:
         self._park_after = park_after
         self._metrics = metrics or Metrics()
         self._inflight = 0
+        self._metrics.track_inflight(lambda: self._inflight)
+        # What the credentials gauge last said, so a success sets it only after a 401.
+        self._credentials_shown_ok = True
         self._sleep = sleep
 
     async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
@@ -127,12 +130,10 @@ class Deliverer:
     ) -> Delivered | Undeliverable | Deferred:
         """``posts`` and ``failures`` carry over from earlier attempts (after a park)."""
         self._inflight += 1
-        self._metrics.inflight(self._inflight)
         try:
             return await self._deliver(event, posts, failures)
         finally:
             self._inflight -= 1
-            self._metrics.inflight(self._inflight)
 
     async def _deliver(
         self, event: IssuedEvent, posts: int, failures: int
@@ -146,6 +147,7 @@ class Deliverer:
                 # Refused at the door: nothing reached the platform, no POST counted.
                 self._health.platform_credentials_ok = False
                 self._metrics.credentials_ok(False)
+                self._credentials_shown_ok = False
                 self._health.last_problem = f"platform rejected our credentials: {result.message}"
                 log.critical(
                     "platform answered 401 for %s: submission stopped until the credentials "
@@ -160,7 +162,9 @@ class Deliverer:
                          extra=_fields(event, PlatformInDoubtError.reason_code))  # fmt: skip
             if isinstance(result, Accepted | Processing):
                 self._health.platform_credentials_ok = True
-                self._metrics.credentials_ok(True)
+                if not self._credentials_shown_ok:
+                    self._metrics.credentials_ok(True)
+                    self._credentials_shown_ok = True
                 return Delivered(result, posts)
             first_failure = first_failure or datetime.now(UTC)
             if isinstance(result, PlatformRejectedError):

@@ -131,10 +131,12 @@ def test_ledger_gauges_fall_to_zero_when_the_ledger_empties() -> None:
     assert value(m, "invoice_sync_ledger_invoices", state="CONFIRMED") == 7
 
 
-def test_inflight_gauge() -> None:
-    m = Metrics()
-    m.inflight(4)
+def test_inflight_gauge_reads_the_count_when_scraped() -> None:
+    m, inflight = Metrics(), [4]
+    m.track_inflight(lambda: inflight[0])
     assert value(m, "invoice_sync_inflight_invoices") == 4
+    inflight[0] = 0
+    assert value(m, "invoice_sync_inflight_invoices") == 0
 
 
 def test_known_reason_codes_exist_at_zero_before_the_first_dead_letter() -> None:

@@ -25,6 +25,7 @@ from streams.errors import (
 from streams.events.schemas import validate_event
 from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
+from streams.observability.metrics import Metrics
 from streams.platform.results import Processing
 from streams.processor.decode import Decoder, content_hash
 from streams.processor.delivery import Deliverer
@@ -54,11 +55,13 @@ class Harness:
         self.platform = FakePlatform()
         self.output = FakeOutput()
         self.health = Health()
+        self.metrics = Metrics()
         self.offset = 0
         self.rng = random.Random(1)
         deliverer = Deliverer(
             self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
             concurrency=8, sleep=no_sleep, park_after=park_after, breaker=breaker,
+            metrics=self.metrics,
         )  # fmt: skip
         self.processor = Processor(
             ledger=self.ledger, deliverer=deliverer, output=self.output,
@@ -273,6 +276,25 @@ async def test_bad_credentials_hold_the_invoice_instead_of_failing_it() -> None:
     assert h.output.on("dlq") == []
     [confirmed] = decoded(h.output.on("confirmed"))
     assert confirmed["attempts"] == 1  # refused requests never reached the platform
+    # The gauge an alert watches went to 0 on the 401s and is back at 1.
+    assert gauge(h.metrics, "invoice_sync_platform_credentials_ok") == 1
+    assert gauge(h.metrics, "invoice_sync_inflight_invoices") == 0
+
+
+async def test_the_credentials_gauge_shows_a_refusal_until_a_post_goes_through() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    seen: list[float] = []
+    refused = PlatformAuthError("401", status=401)
+
+    async def sleep(seconds: float) -> None:
+        seen.append(gauge(h.metrics, "invoice_sync_platform_credentials_ok"))
+
+    h.processor._deliverer._sleep = sleep
+    h.platform.script[inv["invoice_number"]] = [refused]
+    await h.processor.process([h.record(issued_event(inv))])
+    assert seen == [0]  # while it waited to retry
+    assert gauge(h.metrics, "invoice_sync_platform_credentials_ok") == 1
 
 
 async def test_events_of_one_invoice_keep_their_order_within_a_batch() -> None:
@@ -620,3 +642,9 @@ async def test_parked_reds_that_together_exceed_their_original_send_only_the_fir
     [failed] = decoded(h.output.on("failed"))
     assert (failed["reason_code"], failed["field"]) == ("VALIDATION", "invoice.total_with_tax")
     assert len(h.output.on("dlq")) == 1 and h.ledger.credit_queries == 1
+
+
+def gauge(metrics: Metrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
