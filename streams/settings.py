@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         4, ge=1, description="batches in flight at once (overlaps platform waits)"
     )
     read_ahead_batches: int = Field(
-        8, ge=2, description="batches of events fetched ahead of processing (memory)"
+        8, ge=2, description="fetches (of at most a batch each) held ahead of processing"
     )
     # A request keeps its slot until the worker has taken the answer, and a worker
     # draining a backlog takes it 100-250 ms after the platform sent it (the answer
