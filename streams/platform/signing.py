@@ -10,16 +10,24 @@ from functools import lru_cache
 from streams.randomids import random_token
 
 
-def signing_string(method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
-    """The five LF-joined parts the contract signs; ``path_qs`` exactly as sent."""
-    body_digest = hashlib.sha256(body).hexdigest()
-    return "\n".join((method.upper(), path_qs, timestamp_ms, nonce, body_digest))
+def signing_string(
+    method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes,
+    body_sha256: str | None = None,
+) -> str:  # fmt: skip
+    """The five LF-joined parts the contract signs; ``path_qs`` exactly as sent.
+    ``body_sha256``: the body's lowercase hex SHA-256, when the caller has it already."""
+    if body_sha256 is None:
+        body_sha256 = hashlib.sha256(body).hexdigest()
+    return "\n".join((method.upper(), path_qs, timestamp_ms, nonce, body_sha256))
 
 
-def sign(secret: str, method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes) -> str:
+def sign(
+    secret: str, method: str, path_qs: str, timestamp_ms: str, nonce: str, body: bytes,
+    body_sha256: str | None = None,
+) -> str:  # fmt: skip
     """Lowercase hex HMAC-SHA256 of the signing string under ``secret``."""
     mac = _keyed(secret).copy()
-    mac.update(signing_string(method, path_qs, timestamp_ms, nonce, body).encode())
+    mac.update(signing_string(method, path_qs, timestamp_ms, nonce, body, body_sha256).encode())
     return mac.hexdigest()
 
 
@@ -37,8 +45,9 @@ def signatures_match(expected: str, given: str) -> bool:
 
 
 def signed_headers(
-    app_id: str, secret: str, method: str, path_qs: str, body: bytes
-) -> dict[str, str]:
+    app_id: str, secret: str, method: str, path_qs: str, body: bytes,
+    body_sha256: str | None = None,
+) -> dict[str, str]:  # fmt: skip
     """The four headers that authenticate one request: a fresh timestamp and nonce."""
     timestamp = str(time.time_ns() // 1_000_000)
     nonce = random_token()
@@ -46,5 +55,5 @@ def signed_headers(
         "X-App-Id": app_id,
         "X-Timestamp": timestamp,
         "X-Nonce": nonce,
-        "X-Signature": sign(secret, method, path_qs, timestamp, nonce, body),
+        "X-Signature": sign(secret, method, path_qs, timestamp, nonce, body, body_sha256),
     }

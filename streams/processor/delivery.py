@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from streams.errors import (
     PlatformAuthError,
@@ -105,15 +106,22 @@ class Deliverer:
 
     async def _attempt(self, event: IssuedEvent) -> Accepted | Processing | PlatformError:
         """One POST, through the breaker and the rate limit; errors come back as values."""
-
-        async def post() -> Accepted | Processing:
-            self._crash.reached("before_post")
-            return await self._platform.submit(event.summary, event.body, on_sent=self._on_wire)
-
-        async with self._limit:
-            result = await self._gate.call(post)
+        # acquire/release rather than `async with`, and the POST handed to the gate as
+        # its coroutine: each coroutine frame between the task and the HTTP call is
+        # passed through twice per invoice, and this path runs thousands of times a second.
+        await self._limit.acquire()
+        try:
+            result = await self._gate.call(partial(self._post, event))
             self._crash.reached("after_post")
             return result
+        finally:
+            self._limit.release()
+
+    def _post(self, event: IssuedEvent) -> Awaitable[Accepted | Processing]:
+        self._crash.reached("before_post")
+        return self._platform.submit(
+            event.summary, event.body, body_sha256=event.content_hash, on_sent=self._on_wire
+        )
 
     def _on_wire(self) -> None:
         self._crash.reached("during_post")
@@ -129,74 +137,74 @@ class Deliverer:
         self, event: IssuedEvent, posts: int = 0, failures: int = 0
     ) -> Delivered | Undeliverable | Deferred:
         """``posts`` and ``failures`` carry over from earlier attempts (after a park)."""
-        self._inflight += 1
-        try:
-            return await self._deliver(event, posts, failures)
-        finally:
-            self._inflight -= 1
-
-    async def _deliver(
-        self, event: IssuedEvent, posts: int, failures: int
-    ) -> Delivered | Undeliverable | Deferred:
         first_failure: datetime | None = None
         waited = 0.0
         in_doubt = False
-        while True:
-            result = await self._attempt(event)
-            if isinstance(result, PlatformAuthError):
-                # Refused at the door: nothing reached the platform, no POST counted.
-                self._health.platform_credentials_ok = False
-                self._metrics.credentials_ok(False)
-                self._credentials_shown_ok = False
-                self._health.last_problem = f"platform rejected our credentials: {result.message}"
-                log.critical(
-                    "platform answered 401 for %s: submission stopped until the credentials "
-                    "(INVOICE_SYNC_PLATFORM_APP_ID / _APP_SECRET) work; retrying in %.0fs",
-                    event.key, self._auth_retry_seconds,
-                )  # fmt: skip
-                await self._sleep(self._auth_retry_seconds)
-                continue
-            posts += 1
-            if in_doubt and not isinstance(result, PlatformUnavailableError):
-                log.info("%s: the POST in doubt is settled: %s", event.key, type(result).__name__,
-                         extra=_fields(event, PlatformInDoubtError.reason_code))  # fmt: skip
-            if isinstance(result, Accepted | Processing):
-                self._health.platform_credentials_ok = True
-                if not self._credentials_shown_ok:
-                    self._metrics.credentials_ok(True)
-                    self._credentials_shown_ok = True
-                return Delivered(result, posts)
-            first_failure = first_failure or datetime.now(UTC)
-            if isinstance(result, PlatformRejectedError):
-                return Undeliverable(result.code, result.message, result.field, False, posts,
-                                     type(result).__name__, first_failure)  # fmt: skip
-            if not isinstance(result, PlatformUnavailableError):
-                return Undeliverable(result.reason_code, result.message, None, False, posts,
-                                     type(result).__name__, first_failure)  # fmt: skip
-            closed = self._gate.closed
-            if closed and not isinstance(
-                result, PlatformRateLimitedError | PlatformMaintenanceError
-            ):
-                # A 429 is pacing, a 503 is maintenance (it opened the circuit), and
-                # failures while the circuit is open are the platform's: none of them
-                # uses this invoice's budget.
-                failures += 1
-            in_doubt = in_doubt or isinstance(result, PlatformInDoubtError)
-            delay = self._backoff.delay(failures or 1, result.retry_after)
-            if self._backoff.exhausted(failures):
-                return await self._give_up(event, result, posts, failures, first_failure,
-                                           in_doubt, delay)  # fmt: skip
-            if waited + delay > self._park_after and closed:
-                retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-                # The pipeline logs the park at INFO with the invoice's fields (Messages.parked).
-                log.debug("%s: %s; parked until %s", event.key, result.message, retry_at)
-                return Deferred(posts, failures, retry_at, result.message)
-            waited += delay
-            self._metrics.retried(type(result).reason_code.lower())
-            level = logging.INFO if isinstance(result, PlatformInDoubtError) else logging.DEBUG
-            log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts, delay,
-                    extra=_fields(event, result.reason_code))  # fmt: skip
-            await self._sleep(delay)
+        self._inflight += 1
+        try:
+            while True:
+                result = await self._attempt(event)
+                if isinstance(result, PlatformAuthError):
+                    # Refused at the door: nothing reached the platform, no POST counted.
+                    self._health.platform_credentials_ok = False
+                    self._metrics.credentials_ok(False)
+                    self._credentials_shown_ok = False
+                    self._health.last_problem = (
+                        f"platform rejected our credentials: {result.message}"
+                    )
+                    log.critical(
+                        "platform answered 401 for %s: submission stopped until the credentials "
+                        "(INVOICE_SYNC_PLATFORM_APP_ID / _APP_SECRET) work; retrying in %.0fs",
+                        event.key, self._auth_retry_seconds,
+                    )  # fmt: skip
+                    await self._sleep(self._auth_retry_seconds)
+                    continue
+                posts += 1
+                if in_doubt and not isinstance(result, PlatformUnavailableError):
+                    log.info("%s: the POST in doubt is settled: %s", event.key,
+                             type(result).__name__,
+                             extra=_fields(event, PlatformInDoubtError.reason_code))  # fmt: skip
+                if isinstance(result, Accepted | Processing):
+                    self._health.platform_credentials_ok = True
+                    if not self._credentials_shown_ok:
+                        self._metrics.credentials_ok(True)
+                        self._credentials_shown_ok = True
+                    return Delivered(result, posts)
+                first_failure = first_failure or datetime.now(UTC)
+                if isinstance(result, PlatformRejectedError):
+                    return Undeliverable(result.code, result.message, result.field, False, posts,
+                                         type(result).__name__, first_failure)  # fmt: skip
+                if not isinstance(result, PlatformUnavailableError):
+                    return Undeliverable(result.reason_code, result.message, None, False, posts,
+                                         type(result).__name__, first_failure)  # fmt: skip
+                closed = self._gate.closed
+                if closed and not isinstance(
+                    result, PlatformRateLimitedError | PlatformMaintenanceError
+                ):
+                    # A 429 is pacing, a 503 is maintenance (it opened the circuit), and
+                    # failures while the circuit is open are the platform's: none of them
+                    # uses this invoice's budget.
+                    failures += 1
+                in_doubt = in_doubt or isinstance(result, PlatformInDoubtError)
+                delay = self._backoff.delay(failures or 1, result.retry_after)
+                if self._backoff.exhausted(failures):
+                    return await self._give_up(event, result, posts, failures, first_failure,
+                                               in_doubt, delay)  # fmt: skip
+                if waited + delay > self._park_after and closed:
+                    retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                    # The pipeline logs the park at INFO with the invoice's fields
+                    # (Messages.parked).
+                    log.debug("%s: %s; parked until %s", event.key, result.message, retry_at)
+                    return Deferred(posts, failures, retry_at, result.message)
+                waited += delay
+                self._metrics.retried(type(result).reason_code.lower())
+                in_doubt_now = isinstance(result, PlatformInDoubtError)
+                level = logging.INFO if in_doubt_now else logging.DEBUG
+                log.log(level, "%s: %s; retry %d in %.2fs", event.key, result.message, posts,
+                        delay, extra=_fields(event, result.reason_code))  # fmt: skip
+                await self._sleep(delay)
+        finally:
+            self._inflight -= 1
 
     async def _give_up(
         self, event: IssuedEvent, last: PlatformUnavailableError, posts: int, failures: int,

@@ -309,11 +309,13 @@ class Processor:
 
     async def _submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
         loop = asyncio.get_running_loop()
-        # Whether each submission was accepted, so a red-letter invoice in the same wave
-        # as its original goes as soon as the platform accepted the original.
+        # Whether each original in this wave was accepted, so a red-letter invoice in the
+        # same wave as its original goes as soon as the platform accepted the original.
+        # Only originals get one: most waves hold no red invoice.
+        originals = {original for event, _ in submit if (original := event.original)}
         inflight: dict[InvoiceKey, asyncio.Future[bool]] = {
-            event.key: loop.create_future() for event, _ in submit
-        }
+            event.key: loop.create_future() for event, _ in submit if event.key in originals
+        } if originals else {}  # fmt: skip
         results = await asyncio.gather(
             *(self._deliver(event, rec, inflight) for event, rec in submit)
         )

@@ -38,6 +38,7 @@ class PlatformPort(Protocol):
         invoice: Mapping[str, Any],
         body: bytes | None = None,
         *,
+        body_sha256: str | None = None,
         on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing: ...
 

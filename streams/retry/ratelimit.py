@@ -34,6 +34,11 @@ class TokenBucket:
         no rate configured, because the quota is the app id's, shared by all requests."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    def open_now(self) -> bool:
+        """Whether ``acquire`` would return at once without taking a token: no rate
+        configured and no Retry-After pause running."""
+        return self._rate <= 0 and self._paused_until <= self._clock()
+
     async def acquire(self) -> None:
         while (paused := self._paused_until - self._clock()) > 0:
             await self._sleep(paused)

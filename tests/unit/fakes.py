@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -90,9 +91,14 @@ class FakePlatform:
         invoice: Mapping[str, Any],
         body: bytes | None = None,
         *,
+        body_sha256: str | None = None,
         on_sent: Callable[[], None] | None = None,
     ) -> Accepted | Processing:
         number = str(invoice["invoice_number"])
+        # The digest stands in for hashing the body when it is signed: it must be the body's.
+        assert body_sha256 is None or (
+            body is not None and hashlib.sha256(body).hexdigest() == body_sha256
+        ), f"body_sha256 of {number} is not the SHA-256 of its body"
         self.posts.append(number)
         if on_sent is not None:
             on_sent()

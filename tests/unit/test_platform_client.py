@@ -7,6 +7,7 @@ answers 401 when it does not match, so each test also proves the signing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -195,6 +196,20 @@ async def test_raw_body_is_sent_byte_for_byte() -> None:
     assert stub.seen[0].body == body
     assert isinstance(result, Accepted)
     assert result.accepted_at == datetime(2026, 11, 20, 1, 18, tzinfo=UTC)
+
+
+async def test_a_body_sent_with_its_digest_is_signed_as_that_body() -> None:
+    # The stub recomputes the signature from the bytes it received: a digest that did
+    # not name the body would be answered 401.
+    body = b'{"invoice_number":"26112000000000012345"}'
+    async with platform(answer(201, ACCEPTED)) as stub:
+        result = await stub.client.submit(
+            INVOICE, body, body_sha256=hashlib.sha256(body).hexdigest()
+        )
+        with pytest.raises(PlatformAuthError):
+            await stub.client.submit(INVOICE, body, body_sha256=hashlib.sha256(b"{}").hexdigest())
+    assert isinstance(result, Accepted)
+    assert stub.seen[0].body == body
 
 
 def echo(**changes: object) -> dict[str, object]:

@@ -32,6 +32,12 @@ def test_post_signature_matches_openssl() -> None:
     )
 
 
+def test_a_digest_the_caller_already_has_signs_as_the_body_it_names() -> None:
+    nonce = "0d6c1c1e-8f3a-4a8e-9d7e-2a1f0e6b9c11"
+    given = sign(SECRET, "POST", "/gw/api/v1/invoices", TIMESTAMP, nonce, BODY, BODY_SHA256)
+    assert given == "bb7059d19369e9efacb239b52ec0c1b8b091068e229e680715db3466af8d4d06"
+
+
 def test_get_signs_the_sha256_of_the_empty_body_and_the_query_string() -> None:
     nonce = "5f0e9d1c-2b7a-4c3e-8a61-9d0f7e3b2a10"
     assert signing_string("GET", LIST_PATH, TIMESTAMP, nonce, b"").endswith(f"\n{EMPTY_SHA256}")
