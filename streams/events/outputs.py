@@ -1,4 +1,9 @@
-"""The processor's output events, ``invoice.confirmed`` and ``invoice.failed`` (events.md)."""
+"""The processor's output events, ``invoice.confirmed`` and ``invoice.failed`` (events.md).
+
+Their times are aware datetimes until ``encode``, where orjson writes them as RFC 3339
+(``2026-11-20T01:18:00.123456+00:00``, what ``isoformat`` gives) at a tenth of the cost
+of ``isoformat``: two per confirmed invoice.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,6 @@ from streams.randomids import random_uuid
 SCHEMA_VERSION = 1
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def confirmed_event(
     *,
     invoice_number: str,
@@ -23,16 +24,18 @@ def confirmed_event(
     accepted_at: datetime,
     source_event_id: str,
     attempts: int,
+    occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """``occurred_at``: when the invoice was confirmed; now when not given."""
     return {
         "event_id": random_uuid(),
         "event_type": "invoice.confirmed",
         "schema_version": SCHEMA_VERSION,
-        "occurred_at": _now(),
+        "occurred_at": occurred_at or datetime.now(UTC),
         "invoice_number": invoice_number,
         "seller_tax_id": seller_tax_id,
         "platform_ref": platform_ref,
-        "accepted_at": accepted_at.isoformat(),
+        "accepted_at": accepted_at,
         "source_event_id": source_event_id,
         "attempts": attempts,
     }
@@ -54,7 +57,7 @@ def failed_event(
         "event_id": random_uuid(),
         "event_type": "invoice.failed",
         "schema_version": SCHEMA_VERSION,
-        "occurred_at": _now(),
+        "occurred_at": datetime.now(UTC),
         "invoice_number": invoice_number,
         "seller_tax_id": seller_tax_id,
         "reason_code": reason_code,

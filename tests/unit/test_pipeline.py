@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +26,7 @@ from streams.events.schemas import validate_event
 from streams.ledger.records import InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.observability.metrics import Metrics
-from streams.platform.results import Processing
+from streams.platform.results import Accepted, Processing
 from streams.processor.decode import Decoder, content_hash
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
@@ -109,6 +109,21 @@ async def test_valid_invoice_is_confirmed_once_and_announced() -> None:
     assert confirmed["source_event_id"] == event["event_id"]
     assert confirmed["attempts"] == 1
     assert h.output.on("failed") == [] and h.output.on("dlq") == []
+
+
+async def test_confirmed_event_times_are_rfc3339_with_their_offsets() -> None:
+    h = Harness()
+    inv = h.invoice(1)
+    accepted = datetime(2026, 11, 20, 9, 18, 0, 250000, tzinfo=timezone(timedelta(hours=8)))
+    h.platform.script[inv["invoice_number"]] = [Accepted("P-1", accepted)]
+    await h.processor.process([h.record(issued_event(inv))])
+    [confirmed] = decoded(h.output.on("confirmed"))
+    validate_event("invoice.confirmed", confirmed)
+    assert confirmed["accepted_at"] == "2026-11-20T09:18:00.250000+08:00"
+    record = h.ledger.rows[InvoiceKey(inv["seller"]["tax_id"], inv["invoice_number"])]
+    # The event says when the ledger recorded the confirmation.
+    assert confirmed["occurred_at"] == record.confirmed_at.isoformat()
+    assert datetime.fromisoformat(confirmed["occurred_at"]).utcoffset() == timedelta(0)
 
 
 async def test_identical_resend_is_answered_from_the_ledger_without_a_post() -> None:
