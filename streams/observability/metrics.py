@@ -20,11 +20,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 
 from streams.ledger.records import StateSummary
+from streams.observability.histogram import HistogramSeries, LoopHistogram
 
 __all__ = ["CIRCUIT_STATES", "LATENCY_BUCKETS", "REASON_CODES", "Metrics"]
 
@@ -58,7 +58,8 @@ class Metrics:
         self._confirmed = Counter(
             "invoice_sync_invoices_confirmed", "Invoices the platform confirmed.", registry=r
         )
-        self._issued_to_confirmed = Histogram(
+        # Observed per invoice: LoopHistogram, not the client's locked Histogram.
+        self._issued_to_confirmed = LoopHistogram(
             "invoice_sync_issued_to_confirmed_seconds",
             "From the event's issued time to the platform's confirmation.",
             buckets=LATENCY_BUCKETS,
@@ -88,7 +89,7 @@ class Metrics:
             ["endpoint", "status"],
             registry=r,
         )
-        self._platform_seconds = Histogram(
+        self._platform_seconds = LoopHistogram(
             "invoice_sync_platform_request_seconds",
             "Platform HTTP request latency.",
             ["endpoint"],
@@ -151,7 +152,7 @@ class Metrics:
             registry=r,
         )
         self._lag_partitions: set[int] = set()
-        self._platform_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._platform_children: dict[tuple[str, str], tuple[Counter, HistogramSeries]] = {}
         # Series exist from the start: an alert on "== 0" or "open == 1" needs a
         # value before the first event rather than an absent series.
         self.circuit_state("closed")
