@@ -12,7 +12,7 @@ confirmed red invoices against it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -24,13 +24,12 @@ from streams.validation.invoice_number import (
 )
 from streams.validation.item_name import has_item_name_form
 from streams.validation.money import (
-    MONEY_PLACES,
-    QUANTITY_PLACES,
     DecimalFormatError,
     LineMoney,
     line_amount_problem,
     line_tax_problem,
-    parse_decimal,
+    parse_money,
+    parse_quantity,
     totals_problems,
 )
 from streams.validation.rules import DomainRules
@@ -244,15 +243,15 @@ class _InvoiceCheck:
                 f"tax_code must be the 19-digit tax classification code, got {_show(tax_code)}.",
                 "tax_code",
             )
-        amount = self._decimal(path, "amount", line.get("amount"), MONEY_PLACES)
-        tax_amount = self._decimal(path, "tax_amount", line.get("tax_amount"), MONEY_PLACES)
+        amount = self._decimal(path, "amount", line.get("amount"), parse_money)
+        tax_amount = self._decimal(path, "tax_amount", line.get("tax_amount"), parse_money)
         rate = self._tax_rate(path, line.get("tax_rate"))
         self._exemption(path, line, rate)
         quantity = unit_price = None
         if (value := line.get("quantity")) is not None:
-            quantity = self._decimal(path, "quantity", value, QUANTITY_PLACES)
+            quantity = self._decimal(path, "quantity", value, parse_quantity)
         if (value := line.get("unit_price")) is not None:
-            unit_price = self._decimal(path, "unit_price", value, QUANTITY_PLACES)
+            unit_price = self._decimal(path, "unit_price", value, parse_quantity)
 
         if unit_price is not None and unit_price <= _ZERO:
             self.add(path, f"unit_price must be positive, got {unit_price}.", "unit_price")
@@ -304,7 +303,7 @@ class _InvoiceCheck:
 
     def _tax_rate(self, path: str, value: object) -> Decimal | None:
         try:
-            rate = parse_decimal(value, places=QUANTITY_PLACES)
+            rate = parse_quantity(value)
         except DecimalFormatError:
             shown = _show(value)
         else:
@@ -334,12 +333,14 @@ class _InvoiceCheck:
                 "tax_exemption",
             )
 
-    def _decimal(self, parent: str, leaf: str, value: object, places: int) -> Decimal | None:
+    def _decimal(
+        self, parent: str, leaf: str, value: object, parse: Callable[[object], Decimal]
+    ) -> Decimal | None:
         if value is None:
             self.add(parent, f"{leaf} is missing.", leaf)
             return None
         try:
-            return parse_decimal(value, places=places)
+            return parse(value)
         except DecimalFormatError as exc:
             self.add(parent, f"{leaf} {exc}", leaf)
             return None
@@ -349,7 +350,7 @@ class _InvoiceCheck:
     def _totals(self, kind: Kind | None, lines: list[LineMoney] | None) -> None:
         totals: dict[str, Decimal | None] = {}
         for name in ("total_amount", "total_tax", "total_with_tax"):
-            totals[name] = self._decimal("invoice", name, self.invoice.get(name), MONEY_PLACES)
+            totals[name] = self._decimal("invoice", name, self.invoice.get(name), parse_money)
         if kind is not None:
             for name, value in totals.items():
                 # total_tax is 0.00 when every line is 0-rate; the sums check the rest.
