@@ -269,7 +269,8 @@ def key_figures(invoice: Mapping[str, Any]) -> dict[str, object]:
 def invoice_key_of(invoice: Mapping[str, Any]) -> str | None:
     """``{seller_tax_id}:{invoice_number}`` when the invoice carries both."""
     seller = invoice.get("seller")
-    tax_id = seller.get("tax_id") if isinstance(seller, Mapping) else None
+    # dict first: a decoded object is one, and the check spares Mapping's ABC machinery.
+    tax_id = seller.get("tax_id") if isinstance(seller, (dict, Mapping)) else None
     number = invoice.get("invoice_number")
     if isinstance(tax_id, str) and isinstance(number, str):
         return f"{tax_id}:{number}"

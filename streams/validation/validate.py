@@ -209,7 +209,7 @@ class _InvoiceCheck:
     def _lines(self, kind: Kind | None) -> tuple[bool, list[LineMoney]]:
         """Checks every line; returns whether all lines' money parsed, and that money."""
         lines = self.invoice.get("lines")
-        if not isinstance(lines, Sequence) or isinstance(lines, str | bytes):
+        if not isinstance(lines, (list, Sequence)) or isinstance(lines, str | bytes):
             self.add("invoice.lines", "lines must be a list of invoice lines.")
             return False, []
         if not lines:
