@@ -58,7 +58,7 @@ def invoice_rows(
         rows.append((
             r.key.seller_tax_id,
             r.key.invoice_number,
-            r.state.value,
+            r.state,
             r.content_hash,
             r.kind,
             r.issue_date,
@@ -80,11 +80,12 @@ def invoice_rows(
             r.failures,
             key_id,
             r.original_invoice_number,
-            None if previous is None else previous.value,
+            previous,
         ))  # fmt: skip
         payloads.append(payload)
     # A naive time (none should get here) is taken as UTC, as asyncpg's encoder did,
-    # not as the server session's zone.
+    # not as the server session's zone. States go as they are: orjson writes a StrEnum
+    # as its text, where ``.value`` is a Python property read per field.
     return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(), payloads
 
 
@@ -95,8 +96,8 @@ def history_rows(changes: Sequence[Change], worker_id: str, checked: Container[I
         (
             change.record.key.seller_tax_id,
             change.record.key.invoice_number,
-            None if change.previous is None else change.previous.value,
-            change.record.state.value,
+            change.previous,
+            change.record.state,
             change.event_id,
             change.reason_code,
             change.detail,
