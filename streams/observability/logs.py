@@ -18,6 +18,7 @@ import json as jsonlib
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO
@@ -40,6 +41,9 @@ __all__ = [
 
 #: ``extra=`` keys copied into JSON lines (and shown in brackets on a terminal)
 EXTRA_FIELDS = ("invoice_key", "event_id", "reason_code", "topic", "partition", "offset")
+# The ones the redactor cleans: all but the invoice key, the seller's own registered id
+# and a number, kept readable so that one grep follows an invoice (see _TAX_ID).
+_CLEANED_FIELDS = tuple(field for field in EXTRA_FIELDS if field != "invoice_key")
 
 # 18 letters or digits with at least one digit, so that ordinary words of 18 letters
 # are left alone. An id directly followed by ":"
@@ -133,14 +137,15 @@ class Redactor(logging.Filter):
             record.exc_text = self.clean(record.exc_text, names)
         if record.stack_info:
             record.stack_info = self.clean(record.stack_info, names)
-        for field in EXTRA_FIELDS:
-            value = record.__dict__.get(field)
-            if not isinstance(value, str) or field == "invoice_key":
+        fields = record.__dict__
+        for field in _CLEANED_FIELDS:
+            value = fields.get(field)
+            if not isinstance(value, str):
                 continue
             if _UUID.fullmatch(value) is not None:
-                record.__dict__[field] = _redact(value, self.secrets)
+                fields[field] = _redact(value, self.secrets)
             else:
-                record.__dict__[field] = self.clean(value, names)
+                fields[field] = self.clean(value, names)
         return True
 
 
@@ -198,15 +203,28 @@ class StepHandler(logging.StreamHandler[IO[str]]):
         super().__init__(stream)
         self._pending: list[str] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None
+        self._flush_thread = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._pending.append(self.format(record))
+            flush_on = self._flush_on
+            if (
+                record.levelno < logging.WARNING
+                and flush_on is not None
+                and self._flush_thread == threading.get_ident()
+                and flush_on.is_running()
+            ):
+                # The loop whose step ends with a flush runs on this thread, so it is the
+                # running loop: the line waits for that flush. (Asking asyncio which
+                # loop runs costs a getpid system call per line in Python 3.11.)
+                return
             loop = asyncio._get_running_loop()
             if record.levelno >= logging.WARNING or loop is None:
                 self._write_pending()
             elif self._flush_on is None:
                 self._flush_on = loop
+                self._flush_thread = threading.get_ident()
                 loop.call_soon(self._end_of_step)
             elif self._flush_on is not loop:  # another loop's lines wait in the list
                 self._write_pending()

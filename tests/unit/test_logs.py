@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -293,6 +294,19 @@ async def test_warnings_are_written_at_once_after_the_lines_before_them() -> Non
         log.critical("fault injection: SIGKILL")  # a process killed next loses nothing
         assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == [
             "routine", "fault injection: SIGKILL"]  # fmt: skip
+
+
+async def test_a_line_from_another_thread_does_not_wait_for_the_loops_step() -> None:
+    log = logging.getLogger("streams.test")
+    with restored_root():
+        out = io.StringIO()
+        configure_logging("info", True, stream=out)
+        log.info("on the loop")
+        other = threading.Thread(target=log.info, args=("off the loop",))
+        other.start()
+        other.join()
+        # Written when the other thread logged, before this step ended, and in order.
+        assert [line["message"] for line in _lines(out)] == ["on the loop", "off the loop"]
 
 
 def test_lines_logged_off_the_event_loop_are_written_at_once() -> None:
