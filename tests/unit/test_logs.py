@@ -299,8 +299,7 @@ async def test_warnings_are_written_at_once_after_the_lines_before_them() -> Non
 async def test_a_line_from_another_thread_does_not_wait_for_the_loops_step() -> None:
     log = logging.getLogger("streams.test")
     with restored_root():
-        out = io.StringIO()
-        configure_logging("info", True, stream=out)
+        out = capture(True)
         log.info("on the loop")
         other = threading.Thread(target=log.info, args=("off the loop",))
         other.start()
