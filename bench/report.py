@@ -23,8 +23,11 @@ class Results:
     faust: Ceiling | None = None
     #: the issue's ceiling: a raw aiohttp POST loop
     http: Ceiling | None = None
-    #: every HTTP ceiling run (before and after the 0 ms run); ``http`` is the highest
-    http_rates: list[float] = field(default_factory=list)
+    #: every raw HTTP loop run, as (concurrency, req/s): before and after the 0 ms run,
+    #: at the pipeline's concurrency and at half of it; ``http`` is the highest
+    http_runs: list[tuple[int, float]] = field(default_factory=list)
+    #: the concurrency of the run that set ``http``
+    http_concurrency: int = 0
     #: the same loop through our ``PlatformClient``: what one POST costs the worker
     http_ours: Ceiling | None = None
     http_50ms: Ceiling | None = None
@@ -91,10 +94,11 @@ def render(r: Results) -> str:
     if r.http:
         rows.append(
             (
-                f"ceiling: raw aiohttp signed POST loop, conc. {r.concurrency}",
+                f"ceiling: raw aiohttp signed POST loop, conc. {r.http_concurrency}",
                 f"{r.http.rate:,.0f} req/s",
                 f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each; "
-                f"highest of {' and '.join(f'{rate:,.0f}' for rate in r.http_rates)}",
+                "highest of "
+                + ", ".join(f"{rate:,.0f} (conc. {conc})" for conc, rate in r.http_runs),
             )
         )
     if r.http_ours:

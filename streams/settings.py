@@ -95,9 +95,10 @@ class Settings(BaseSettings):
     # A request keeps its slot until the worker has taken the answer, and a worker
     # draining a backlog takes it 100-250 ms after the platform sent it (the answer
     # waits its turn on the event loop). 128 slots then capped a worker at ~830
-    # invoices/s with the platform at 50 ms, below what its CPU can do (docs/performance.md).
+    # invoices/s with the platform at 50 ms, and 512 at ~3,400 once a worker could do
+    # ~4,400 (docs/performance.md, items 18 and 38).
     platform_concurrency: int = Field(
-        512, ge=1, description="concurrent platform requests (hides platform latency)"
+        1024, ge=1, description="concurrent platform requests (hides platform latency)"
     )
     platform_timeout: float = Field(10.0, gt=0, description="seconds per platform request")
     retry_max_attempts: int = Field(8, ge=1, description="POSTs before RETRIES_EXHAUSTED")
@@ -216,3 +217,9 @@ class Settings(BaseSettings):
     @property
     def all_topics(self) -> tuple[str, ...]:
         return (self.issued_topic, self.confirmed_topic, self.failed_topic, self.dlq_topic)
+
+    @property
+    def platform_connections(self) -> int:
+        """The platform client's pool size: room for receipt polls and lookups beside
+        the submissions ``platform_concurrency`` caps."""
+        return max(64, 2 * self.platform_concurrency)

@@ -98,8 +98,7 @@ class PlatformClient:
             settings.platform_app_id,
             settings.platform_app_secret.get_secret_value(),
             timeout=settings.platform_timeout,
-            # Room for receipt polls and lookups beside the submissions the processor caps.
-            max_connections=max(64, 2 * settings.platform_concurrency),
+            max_connections=settings.platform_connections,
         )
 
     def __repr__(self) -> str:

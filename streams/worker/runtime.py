@@ -42,6 +42,7 @@ from streams.security.tokens import TokenStore
 from streams.settings import Settings
 from streams.validation.rules import DomainRules
 from streams.validation.today import beijing_today
+from streams.worker.limits import open_files_needed, raise_open_file_limit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Runtime(Service):
         applied = await self.ledger.migrate()
         if applied:
             log.info("ledger migrated: %s", ", ".join(f"{m.version:04d}" for m in applied))
+        # Here, where the log is set up, and before the pool opens its first socket.
+        raise_open_file_limit(open_files_needed(s))
         await self.platform.start()
         self.producer = clients.producer(s)
         await self.producer.start()
