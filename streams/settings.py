@@ -96,9 +96,10 @@ class Settings(BaseSettings):
     # draining a backlog takes it 100-250 ms after the platform sent it (the answer
     # waits its turn on the event loop). 128 slots then capped a worker at ~830
     # invoices/s with the platform at 50 ms, and 512 at ~3,400 once a worker could do
-    # ~4,400 (docs/performance.md, items 18 and 38).
+    # ~4,400. Each slot costs memory too: 1,024 raised a backlog's peak RSS by ~30 MB,
+    # 768 by ~13 (docs/performance.md, items 18 and 38).
     platform_concurrency: int = Field(
-        1024, ge=1, description="concurrent platform requests (hides platform latency)"
+        768, ge=1, description="concurrent platform requests (hides platform latency)"
     )
     platform_timeout: float = Field(10.0, gt=0, description="seconds per platform request")
     retry_max_attempts: int = Field(8, ge=1, description="POSTs before RETRIES_EXHAUSTED")
