@@ -105,6 +105,17 @@ class Metrics:
         self._inflight = Gauge(
             "invoice_sync_inflight_invoices", "Invoices being delivered now.", registry=r
         )
+        self._slots_in_use = Gauge(
+            "invoice_sync_platform_slots_in_use",
+            "Platform request slots held now; a request holds one until the worker has "
+            "taken its answer. Always at the limit: INVOICE_SYNC_PLATFORM_CONCURRENCY binds.",
+            registry=r,
+        )
+        self._slots = Gauge(
+            "invoice_sync_platform_slots",
+            "Platform request slots (INVOICE_SYNC_PLATFORM_CONCURRENCY).",
+            registry=r,
+        )
         self._parked = Gauge(
             "invoice_sync_parked_invoices",
             "Invoices parked in the ledger: red-letter ones awaiting their original, and "
@@ -207,6 +218,11 @@ class Metrics:
         """The in-flight gauge reads ``count()`` when scraped: set per invoice, it cost
         two locked writes for every one delivered."""
         self._inflight.set_function(count)
+
+    def track_platform_slots(self, in_use: Callable[[], int], limit: int) -> None:
+        """Slots held, read when scraped (as the in-flight gauge), beside their limit."""
+        self._slots_in_use.set_function(in_use)
+        self._slots.set(limit)
 
     def consumer_lag(self, partition: int, lag: int) -> None:
         self._lag.labels(str(partition)).set(max(0, lag))

@@ -100,6 +100,8 @@ class Deliverer:
         self._metrics = metrics or Metrics()
         self._inflight = 0
         self._metrics.track_inflight(lambda: self._inflight)
+        self._slots_held = 0
+        self._metrics.track_platform_slots(lambda: self._slots_held, concurrency)
         # What the credentials gauge last said, so a success sets it only after a 401.
         self._credentials_shown_ok = True
         self._sleep = sleep
@@ -110,11 +112,13 @@ class Deliverer:
         # its coroutine: each coroutine frame between the task and the HTTP call is
         # passed through twice per invoice, and this path runs thousands of times a second.
         await self._limit.acquire()
+        self._slots_held += 1
         try:
             result = await self._gate.call(partial(self._post, event))
             self._crash.reached("after_post")
             return result
         finally:
+            self._slots_held -= 1
             self._limit.release()
 
     def _post(self, event: IssuedEvent) -> Awaitable[Accepted | Processing]:
@@ -128,10 +132,14 @@ class Deliverer:
 
     async def _lookup(self, event: IssuedEvent) -> StoredInvoice | PlatformError | None:
         async with self._limit:
-            key = event.key
-            return await self._gate.call(
-                lambda: self._platform.get_invoice(key.seller_tax_id, key.invoice_number)
-            )
+            self._slots_held += 1
+            try:
+                key = event.key
+                return await self._gate.call(
+                    lambda: self._platform.get_invoice(key.seller_tax_id, key.invoice_number)
+                )
+            finally:
+                self._slots_held -= 1
 
     async def deliver(
         self, event: IssuedEvent, posts: int = 0, failures: int = 0

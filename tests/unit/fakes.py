@@ -85,6 +85,8 @@ class FakePlatform:
         #: errors the GET of an invoice number answers, in turn, before the truth
         self.lookup_errors: dict[str, list[Exception]] = {}
         self.lookups: list[str] = []
+        #: when set, every POST waits for it before it is answered
+        self.hold: asyncio.Event | None = None
 
     async def submit(
         self,
@@ -102,6 +104,8 @@ class FakePlatform:
         self.posts.append(number)
         if on_sent is not None:
             on_sent()
+        if self.hold is not None:
+            await self.hold.wait()
         answers = self.script.get(number)
         answer: Answer = answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
         if isinstance(answer, Exception):

@@ -296,6 +296,26 @@ async def test_bad_credentials_hold_the_invoice_instead_of_failing_it() -> None:
     assert gauge(h.metrics, "invoice_sync_inflight_invoices") == 0
 
 
+async def test_the_slot_gauges_show_when_the_platform_concurrency_binds() -> None:
+    h = Harness()  # 8 slots
+    h.platform.hold = asyncio.Event()
+    invoices = [h.invoice(n) for n in range(20)]
+    batch = asyncio.create_task(h.processor.process([h.record(issued_event(i)) for i in invoices]))
+    async with asyncio.timeout(5):
+        while len(h.platform.posts) < 8:  # noqa: ASYNC110 (a count of the fake's POSTs)
+            await asyncio.sleep(0)
+    # All slots held and the rest of the wave waiting for one: what an operator sees
+    # when INVOICE_SYNC_PLATFORM_CONCURRENCY is what holds a worker back.
+    assert gauge(h.metrics, "invoice_sync_platform_slots") == 8
+    assert gauge(h.metrics, "invoice_sync_platform_slots_in_use") == 8
+    assert gauge(h.metrics, "invoice_sync_inflight_invoices") == 20
+    assert len(h.platform.posts) == 8
+    h.platform.hold.set()
+    await asyncio.wait_for(batch, 5)
+    assert all(h.state(i) == State.CONFIRMED for i in invoices)
+    assert gauge(h.metrics, "invoice_sync_platform_slots_in_use") == 0
+
+
 async def test_the_credentials_gauge_shows_a_refusal_until_a_post_goes_through() -> None:
     h = Harness()
     inv = h.invoice(1)
