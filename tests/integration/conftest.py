@@ -56,6 +56,25 @@ class Pipeline:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+def worker_env(
+    services: Services, sandbox_url: str, prefix: str, *, partitions: int,
+    database_url: str | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """A test worker's settings: its own topics, group and data dir, this sandbox."""
+    return {
+        "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
+        "INVOICE_SYNC_DATABASE_URL": database_url or services.database_url,
+        "INVOICE_SYNC_PLATFORM_URL": sandbox_url,
+        "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
+        "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
+        "INVOICE_SYNC_TOPIC_PREFIX": prefix,
+        "INVOICE_SYNC_TOPIC_PARTITIONS": str(partitions),
+        "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
+        "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
+        "INVOICE_SYNC_DATA_DIR": str(services.data_dir / f"{prefix}worker"),
+    }
+
+
 @pytest.fixture(scope="session")
 async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
     data_dir = tmp_path_factory.mktemp("stack")
@@ -102,16 +121,7 @@ async def pipeline(services: Services) -> AsyncIterator[Pipeline]:
     prefix = f"it-{uuid.uuid4().hex[:8]}."
     async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
         env = {
-            "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
-            "INVOICE_SYNC_DATABASE_URL": services.database_url,
-            "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
-            "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
-            "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
-            "INVOICE_SYNC_TOPIC_PREFIX": prefix,
-            "INVOICE_SYNC_TOPIC_PARTITIONS": "3",
-            "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
-            "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
-            "INVOICE_SYNC_DATA_DIR": str(services.data_dir / "worker"),
+            **worker_env(services, sandbox.url, prefix, partitions=3),
             "INVOICE_SYNC_RETRY_BASE_DELAY": "0.05",
             "INVOICE_SYNC_RECEIPT_POLL_INTERVAL": "0.2",
             "INVOICE_SYNC_ORIGINAL_WAIT_SECONDS": "20",

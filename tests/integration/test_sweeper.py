@@ -27,7 +27,7 @@ from streams.security.audit import AuditEntry, AuditLog
 from streams.validation.today import beijing_today
 
 from .chaos import fresh_database
-from .conftest import APP_ID, APP_SECRET, Services, fresh_invoice_key, insert_abandoned
+from .conftest import APP_ID, APP_SECRET, Services, fresh_invoice_key, insert_abandoned, worker_env
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -48,16 +48,7 @@ async def sweeping(services: Services) -> AsyncIterator[Sweeping]:
     prefix = f"it-sweep-{uuid.uuid4().hex[:8]}."
     async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
         env = {
-            "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
-            "INVOICE_SYNC_DATABASE_URL": database_url,
-            "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
-            "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
-            "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
-            "INVOICE_SYNC_TOPIC_PREFIX": prefix,
-            "INVOICE_SYNC_TOPIC_PARTITIONS": "1",
-            "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
-            "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
-            "INVOICE_SYNC_DATA_DIR": str(services.data_dir / f"{prefix}worker"),
+            **worker_env(services, sandbox.url, prefix, partitions=1, database_url=database_url),
             "INVOICE_SYNC_WORKER_ID": "sweeper-1",
             "INVOICE_SYNC_SWEEP_INTERVAL_SECONDS": "0.5",
             "INVOICE_SYNC_SWEEP_STUCK_SECONDS": "100",

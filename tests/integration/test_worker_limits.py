@@ -18,7 +18,7 @@ from streams.sandbox.server import SandboxServer
 from streams.settings import Settings
 from streams.worker.limits import UNLIMITED, open_files_needed
 
-from .conftest import APP_ID, APP_SECRET, Services
+from .conftest import APP_ID, APP_SECRET, Services, worker_env
 
 resource = pytest.importorskip("resource")
 pytestmark = pytest.mark.integration
@@ -55,16 +55,7 @@ async def test_a_worker_raises_a_low_soft_limit_to_what_its_concurrency_needs(
     prefix = f"it-limits-{uuid.uuid4().hex[:8]}."
     async with SandboxServer(apps={APP_ID: APP_SECRET}, faults=Faults()) as sandbox:
         env = {
-            "INVOICE_SYNC_KAFKA_BOOTSTRAP": services.bootstrap,
-            "INVOICE_SYNC_DATABASE_URL": services.database_url,
-            "INVOICE_SYNC_PLATFORM_URL": sandbox.url,
-            "INVOICE_SYNC_PLATFORM_APP_ID": APP_ID,
-            "INVOICE_SYNC_PLATFORM_APP_SECRET": APP_SECRET,
-            "INVOICE_SYNC_TOPIC_PREFIX": prefix,
-            "INVOICE_SYNC_TOPIC_PARTITIONS": "1",
-            "INVOICE_SYNC_CONSUMER_GROUP": f"{prefix}group",
-            "INVOICE_SYNC_KAFKA_SESSION_TIMEOUT": "6",
-            "INVOICE_SYNC_DATA_DIR": str(services.data_dir / f"{prefix}worker"),
+            **worker_env(services, sandbox.url, prefix, partitions=1),
             "INVOICE_SYNC_WORKER_ID": f"{prefix}worker",
         }
         topics = [f"{prefix}invoices.{t}" for t in ("issued", "confirmed", "failed", "dlq")]
