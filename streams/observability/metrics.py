@@ -108,7 +108,7 @@ class Metrics:
         self._slots_in_use = Gauge(
             "invoice_sync_platform_slots_in_use",
             "Platform request slots held now; a request holds one until the worker has "
-            "taken its answer. Always at the limit: INVOICE_SYNC_PLATFORM_CONCURRENCY binds.",
+            "taken its answer. Staying at invoice_sync_platform_slots: the setting binds.",
             registry=r,
         )
         self._slots = Gauge(
