@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.ceilings import publish
 from bench.collector import collector_paused
 from bench.procstat import RssSampler, cpu_seconds, main_thread_schedstat, memory_kb
+from bench.settle import settle
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
 from streams.local.processes import free_port
@@ -237,27 +237,12 @@ async def _assigned(session: aiohttp.ClientSession, port: int) -> int:
     return int(body.get("assigned_partitions") or 0)
 
 
-async def vacuum(database_url: str) -> None:
-    """Pay the last scenario's vacuum debt before this one starts, not in the middle.
-
-    A 100k backlog leaves 100k dead ledger rows (each invoice's claim, superseded by its
-    outcome). PostgreSQL's autovacuum then picks the tables up within its one-minute
-    nap, throttled over ~15 s, and when that fell in the steady phase its p99 doubled
-    (docs/performance.md, item 31). Unthrottled here it takes 1-2 s. What a scenario's
-    own writes make due still runs inside it, as in production."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("VACUUM (ANALYZE)")
-    finally:
-        await conn.close()
-
-
 @asynccontextmanager
 async def _running(
     services: Services, label: str, latency_ms: float
 ) -> AsyncIterator[tuple[str, Outcomes, Workers, SandboxServer]]:
     """Topics and a sandbox for one scenario; the workers are started by the caller."""
-    await vacuum(services.database_url)
+    await settle(services.database_url)
     prefix = f"bench-{label}-{uuid.uuid4().hex[:6]}."
     topics = [f"{prefix}invoices.{name}" for name in ("issued", "confirmed", "failed", "dlq")]
     await ensure_topics(services.bootstrap, topics, partitions=PARTITIONS, replication=1)
