@@ -28,6 +28,8 @@ class Results:
     http_runs: list[tuple[int, float]] = field(default_factory=list)
     #: the concurrency of the run that set ``http``
     http_concurrency: int = 0
+    #: the highest raw HTTP rate of each side of the backlog runs, before and after
+    http_sides: list[float] = field(default_factory=list)
     #: the same loop through our ``PlatformClient``: what one POST costs the worker
     http_ours: Ceiling | None = None
     http_50ms: Ceiling | None = None
@@ -64,6 +66,24 @@ def ratios_line(r: Results) -> str:
     v = ratios(r)
     return (f"RATIOS http={v['http']:.2f} kafka={v['kafka']:.2f} latency={v['latency']:.2f} "
             f"rss={v['rss']:.2f} p99_ms={v['p99_ms']:.0f}")  # fmt: skip
+
+
+#: ceiling loops on the two sides of the backlog runs this far apart mean the machine
+#: changed speed in between: 13,466 and then 3,923 req/s in one run (item 40)
+DRIFT = 1.5
+
+
+def drift_note(r: Results) -> str | None:
+    """A warning when the machine's own speed moved during the run."""
+    if len(r.http_sides) != 2 or min(r.http_sides) <= 0:
+        return None
+    before, after = r.http_sides
+    if max(before, after) / min(before, after) < DRIFT:
+        return None
+    return (f"NOTE: this machine changed speed during the run: the raw HTTP loop read "
+            f"{before:,.0f} req/s before the backlog runs and {after:,.0f} after. Ratios "
+            "compare phases minutes apart; this run's say more about the machine than the "
+            "pipeline.")  # fmt: skip
 
 
 def _met(ok: bool) -> str:
@@ -188,4 +208,7 @@ def render(r: Results) -> str:
     lines = [header, "=" * len(header)]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows]
     lines += r.notes
+    note = drift_note(r)
+    if note is not None:
+        lines.append(note)
     return "\n".join(lines)
