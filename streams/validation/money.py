@@ -29,6 +29,8 @@ __all__ = [
     "parse_decimal",
     "parse_money",
     "parse_quantity",
+    "plain_money",
+    "plain_quantity",
     "round_half_up",
     "totals_problems",
 ]
@@ -85,22 +87,38 @@ def parse_decimal(value: object, *, places: int) -> Decimal:
     return Decimal(value)
 
 
-def _fast_parser(places: int) -> Callable[[object], Decimal]:
+def _plain_parser(places: int) -> Callable[[object], Decimal | None]:
     plain = _PLAIN_DECIMAL[places].fullmatch
 
-    def parse(value: object) -> Decimal:
+    def parse_plain(value: object) -> Decimal | None:
         # The common case in one match and one Decimal, with no lookup or keyword on
-        # the way: ~15 values an invoice. Anything else gets parse_decimal's words.
+        # the way: ~15 values an invoice.
         if type(value) is str and plain(value) is not None:
             return Decimal(value)
-        return parse_decimal(value, places=places)
+        return None
+
+    return parse_plain
+
+
+def _fast_parser(
+    places: int, parse_plain: Callable[[object], Decimal | None]
+) -> Callable[[object], Decimal]:
+    def parse(value: object) -> Decimal:
+        parsed = parse_plain(value)
+        # Anything but the common case gets parse_decimal's words.
+        return parse_decimal(value, places=places) if parsed is None else parsed
 
     return parse
 
 
+#: the value of a plain decimal string with at most ``MONEY_PLACES``
+#: (``QUANTITY_PLACES``) places and at most ``MAX_INTEGER_DIGITS`` before the point;
+#: None for anything else, which ``parse_money`` (``parse_quantity``) accepts or words
+plain_money = _plain_parser(MONEY_PLACES)
+plain_quantity = _plain_parser(QUANTITY_PLACES)
 #: ``parse_decimal`` at ``MONEY_PLACES`` and at ``QUANTITY_PLACES``
-parse_money = _fast_parser(MONEY_PLACES)
-parse_quantity = _fast_parser(QUANTITY_PLACES)
+parse_money = _fast_parser(MONEY_PLACES, plain_money)
+parse_quantity = _fast_parser(QUANTITY_PLACES, plain_quantity)
 
 
 def round_half_up(value: Decimal, places: int = MONEY_PLACES) -> Decimal:

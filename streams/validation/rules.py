@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from streams.settings import DEFAULT_PROVINCE_CODES, DEFAULT_TAX_RATES
+from streams.validation.money import plain_quantity
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -29,6 +32,17 @@ class DomainRules:
     province_codes: frozenset[str] = field(
         default_factory=lambda: frozenset(DEFAULT_PROVINCE_CODES)
     )
+    #: each allowed rate by its plain text (``"0.13"``, ``"0"``): a line's rate is one
+    #: lookup, where parsing it and looking the Decimal up in ``tax_rates`` is two
+    #: calls and a hash; other spellings of a rate (``"0.130"``) take that way
+    rate_by_text: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        texts = {f"{rate:f}": rate for rate in self.tax_rates}
+        # Only what parse_quantity reads as that rate: a rate of more places than a
+        # line may carry is refused with its words, as before.
+        readable = {text: rate for text, rate in texts.items() if plain_quantity(text) == rate}
+        object.__setattr__(self, "rate_by_text", MappingProxyType(readable))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DomainRules:

@@ -30,6 +30,8 @@ from streams.validation.money import (
     line_tax_problem,
     parse_money,
     parse_quantity,
+    plain_money,
+    plain_quantity,
     totals_problems,
 )
 from streams.validation.rules import DomainRules
@@ -235,6 +237,71 @@ class _InvoiceCheck:
         if not _is_object(line):
             self.add(path, "Each line must be an object.")
             return None
+        money = self._clean_line(line, kind)
+        return money if money is not None else self._checked_line(path, line, kind)
+
+    def _clean_line(self, line: Mapping[str, Any], kind: Kind | None) -> LineMoney | None:
+        """The line's money when it breaks none of ``_checked_line``'s rules, else None
+        with nothing reported. Nearly every line of nearly every invoice is valid, and
+        this settles one in a pass with none of the calls that exist to word an error
+        (~3 µs of ~7 a line); whatever it does not settle, ``_checked_line`` checks and
+        words. tests/unit/test_validation_fast_paths.py holds the two to one answer."""
+        get = line.get
+        name = get("item_name")
+        # The form implies a name that is not blank.
+        if type(name) is not str or len(name) > ITEM_NAME_MAX or not has_item_name_form(name):
+            return None
+        tax_code = get("tax_code")
+        if type(tax_code) is not str or _TAX_CODE.fullmatch(tax_code) is None:
+            return None
+        rate_text = get("tax_rate")
+        rate = self.rules.rate_by_text.get(rate_text) if type(rate_text) is str else None
+        amount = plain_money(get("amount"))
+        tax_amount = plain_money(get("tax_amount"))
+        if rate is None or amount is None or tax_amount is None:
+            return None
+        exemption = get("tax_exemption")
+        if exemption is not None and (
+            rate != _ZERO or type(exemption) is not str or exemption not in TAX_EXEMPTIONS
+        ):
+            return None
+        quantity = unit_price = None
+        if (value := get("quantity")) is not None and (quantity := plain_quantity(value)) is None:
+            return None
+        if (value := get("unit_price")) is not None and (
+            (unit_price := plain_quantity(value)) is None or unit_price <= _ZERO
+        ):
+            return None
+        taxed = rate != _ZERO
+        if kind == "blue":
+            if (
+                amount <= _ZERO
+                or (quantity is not None and quantity <= _ZERO)
+                or (taxed and tax_amount <= _ZERO)
+            ):
+                return None
+        elif kind == "red" and (
+            amount >= _ZERO or (quantity is not None and quantity >= _ZERO) or (
+                taxed and tax_amount >= _ZERO
+            )
+        ):  # fmt: skip
+            return None
+        if taxed:
+            if line_tax_problem(amount, rate, tax_amount) is not None:
+                return None
+        elif tax_amount != _ZERO:
+            return None
+        if (
+            quantity is not None
+            and unit_price is not None
+            and line_amount_problem(quantity, unit_price, amount) is not None
+        ):
+            return None
+        return LineMoney(amount=amount, tax_rate=rate, tax_amount=tax_amount)
+
+    def _checked_line(
+        self, path: str, line: Mapping[str, Any], kind: Kind | None
+    ) -> LineMoney | None:
         self._item_name(path, line.get("item_name"))
         tax_code = line.get("tax_code")
         if not isinstance(tax_code, str) or _TAX_CODE.fullmatch(tax_code) is None:
@@ -319,7 +386,8 @@ class _InvoiceCheck:
         exemption = line.get("tax_exemption")
         if exemption is None:
             return
-        if exemption not in TAX_EXEMPTIONS:
+        # A list or an object is refused in words too, not hashed into a TypeError.
+        if not isinstance(exemption, str) or exemption not in TAX_EXEMPTIONS:
             self.add(
                 path,
                 f'tax_exemption must be "exempt" or "non_taxable", got {_show(exemption)}.',

@@ -58,3 +58,81 @@ def test_check_character_refuses_a_character_outside_the_alphabet() -> None:
     with pytest.raises(ValueError, match="outside the code alphabet") as raised:
         check_character(KNOWN_GOOD[:16] + "O")
     assert raised.value.__cause__ is None
+
+
+# Values each line field is spoiled with, one field at a time: wrong types, blanks,
+# signs, places, spellings the fast path leaves to the full check, and the edges of
+# the tolerances.
+_SPOILERS: dict[str, list[object]] = {
+    "item_name": [None, 7, "", "   ", "软件维护", "**软件维护", "*信息技术服务*", "*a*" + "b" * 88,
+                  "*a*" + "b" * 87, ["*a*b"]],
+    "tax_code": [None, 3040201000000000000, "304020100000000000", "30402010000000000000",
+                 "３０４０２０１０００００００００００００", ""],
+    "quantity": [None, "0", "-1", "1.123456789", "1e2", 1, "", " 1", "+1", "1.12345678"],
+    "unit_price": [None, "0", "-1000.00", "1000.000000001", "1000", "1_000.00", 1000.0],
+    "amount": [None, "1000.01", "999.99", "1000.02", "-1000.00", "1000.001", "1000", "1e3",
+               1000, "0.00", "NaN", "９９"],
+    "tax_rate": [None, "0.060", "0.07", "0", "0.00", "-0.06", 0.06, "0.06 ", "abc", ["0.06"]],
+    "tax_amount": [None, "60.06", "60.07", "59.94", "59.93", "0.00", "-60.00", "60", "60.000"],
+    "tax_exemption": [None, "exempt", "non_taxable", "free", 1, ["exempt"]],
+}  # fmt: skip
+
+
+def _spoiled_lines() -> list[tuple[dict[str, object], str | None]]:
+    from tests.unit.invoice_samples import blue_invoice, red_invoice
+
+    cases: list[tuple[dict[str, object], str | None]] = []
+    for invoice in (blue_invoice(), red_invoice()):
+        for line in invoice["lines"]:
+            for kind in (invoice["kind"], None, "red" if invoice["kind"] == "blue" else "blue"):
+                cases.append((dict(line), kind))
+                for field, values in _SPOILERS.items():
+                    for value in values:
+                        spoiled = dict(line)
+                        if value is None:
+                            spoiled.pop(field, None)
+                        else:
+                            spoiled[field] = value
+                        cases.append((spoiled, kind))
+                cases.append(({**line, "tax_rate": "0", "tax_amount": "0.00"}, kind))
+                cases.append(({**line, "tax_rate": "0", "tax_amount": "0.00",
+                               "tax_exemption": "exempt"}, kind))  # fmt: skip
+    return cases
+
+
+def test_a_line_the_fast_path_settles_is_one_the_full_check_passes() -> None:
+    """``_clean_line`` answers for a line only when ``_checked_line`` finds nothing wrong
+    with it, and with the same money; anything else (a valid rate spelled "0.060"
+    among it) it leaves to the full check."""
+    from streams.validation.rules import DomainRules
+    from streams.validation.validate import _InvoiceCheck
+    from tests.unit.invoice_samples import TODAY, blue_invoice
+
+    rules = DomainRules()
+    settled = worded = 0
+    for line, kind in _spoiled_lines():
+        check = _InvoiceCheck(blue_invoice(), rules, TODAY)
+        money = check._checked_line("invoice.lines[0]", line, kind)  # type: ignore[arg-type]
+        fast = check._clean_line(line, kind)  # type: ignore[arg-type]
+        if fast is not None:
+            assert not check.violations, (line, kind, check.violations)
+            assert fast == money, (line, kind)
+            settled += 1
+        elif check.violations:
+            worded += 1
+    # Both ways are taken, many times: the spoilers reach past the fast path.
+    assert settled > 20
+    assert worded > 200
+
+
+def test_a_rate_spelled_otherwise_still_passes() -> None:
+    from streams.validation.rules import DomainRules
+    from streams.validation.validate import validate_invoice
+    from tests.unit.invoice_samples import TODAY, blue_invoice
+
+    invoice = blue_invoice()
+    invoice["lines"][0]["tax_rate"] = "0.0600"
+    assert validate_invoice(invoice, DomainRules(), today=TODAY) == []
+    assert DomainRules(tax_rates=frozenset({D("0.123456789"), D("0.06")})).rate_by_text == {
+        "0.06": D("0.06")
+    }
