@@ -52,6 +52,16 @@ from streams.worker.limits import open_files_needed, raise_open_file_limit
 HTTP_CEILING_POSTS = 50_000
 
 
+def _service_name(pid: int) -> str:
+    """What the table calls one of the stack's processes: PostgreSQL or Tansu."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+            comm = f.read().strip()
+    except OSError:
+        return f"pid {pid}"
+    return {"postgres": "PostgreSQL"}.get(comm, "Tansu" if comm.startswith("tansu") else comm)
+
+
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
     return float(value) if value else default
@@ -117,7 +127,8 @@ async def bench(data_dir: Path) -> Results:
             results.http_ours = ours
 
     async with local_stack(data_dir, prefer_containers=False) as stack:
-        services = Services(stack.bootstrap, stack.database_url, data_dir, workers)
+        processes = tuple((_service_name(pid), pid) for pid in stack.pids)
+        services = Services(stack.bootstrap, stack.database_url, data_dir, workers, processes)
         results.stack = stack.kind
         say(f"PostgreSQL: {WARM_SEGMENTS} WAL segments made ready, as a running server has")
         await warm_wal(stack.database_url)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +27,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.ceilings import publish
 from bench.collector import collector_paused
-from bench.procstat import RssSampler, cpu_seconds, main_thread_schedstat, memory_kb
+from bench.procstat import (
+    RssSampler,
+    busy_seconds,
+    cpu_seconds,
+    main_thread_schedstat,
+    memory_kb,
+    tree_cpu_seconds,
+)
 from bench.settle import settle
 from streams.demo.feed import FeedItem, generate
 from streams.kafka.topics import ensure_topics
@@ -65,6 +74,8 @@ class Services:
     data_dir: Path
     #: worker processes per scenario (``BENCH_WORKERS``)
     workers: int = 1
+    #: the broker's and the database's processes, by name, when they run on this machine
+    processes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,10 @@ class RunResult:
     #: shares of the timed phase the workers' event-loop threads ran, and waited for a core
     loop_running: float
     loop_waiting: float
+    #: the whole machine's CPU per invoice (ms) by part, the workers' first
+    machine_ms: tuple[tuple[str, float], ...] = ()
+    #: the share of all cores' time that was not idle over the timed phase
+    busy: float = math.nan
 
     @property
     def rate(self) -> float:
@@ -231,6 +246,36 @@ class Workers:
         await asyncio.gather(*(p.stop() for p in self.processes))
 
 
+class MachineMeter:
+    """Where the machine's CPU went over a timed phase: the workers, this process (the
+    sandbox and the collector), and the broker's and the database's process trees. Read
+    from ``/proc`` at the two ends of the phase, so nothing runs during it."""
+
+    def __init__(self, workers: Workers, services: Services) -> None:
+        bench_pid = os.getpid()
+        self._parts: list[tuple[str, Callable[[], float]]] = [
+            ("worker" if len(workers.processes) == 1 else "workers", workers.cpu_seconds),
+            ("bench process (sandbox)", lambda: cpu_seconds(bench_pid)),
+            *((name, partial(tree_cpu_seconds, pid)) for name, pid in services.processes),
+        ]
+        self._start: list[float] = []
+        self._busy: tuple[float, float] = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._start = [read() for _, read in self._parts]
+        self._busy = busy_seconds()
+
+    def stop(self, invoices: int) -> tuple[tuple[tuple[str, float], ...], float]:
+        """CPU ms per invoice by part, and the share of all cores' time that was busy."""
+        per = 1000 / max(1, invoices)
+        used = tuple(
+            (name, (read() - start) * per)
+            for (name, read), start in zip(self._parts, self._start, strict=True)
+        )
+        busy, total = (now - then for now, then in zip(busy_seconds(), self._busy, strict=True))
+        return used, busy / total if total > 0 else math.nan
+
+
 async def _assigned(session: aiohttp.ClientSession, port: int) -> int:
     async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
         body = await response.json()
@@ -291,12 +336,13 @@ async def run_backlog(
             f"(sandbox latency {latency_ms:.0f} ms)")  # fmt: skip
         await workers.start()
         ready = time.time()
-        cpu0 = workers.cpu_seconds()
+        meter = MachineMeter(workers, services)
+        meter.start()
         loop0, began = workers.loop_seconds(), time.monotonic()
         spy = await _start_profile(profile, workers.pids[0])
         done = await outcomes.wait_for(count, timeout=120 + count / 50, label=label)
-        cpu = workers.cpu_seconds() - cpu0
         loop1, timed = workers.loop_seconds(), (time.monotonic() - began) * len(workers.pids)
+        machine_ms, busy = meter.stop(len(outcomes.confirmed_at))
         peak_kb = await workers.stop_sampling()
         if spy is not None:
             await spy.wait()
@@ -309,10 +355,10 @@ async def run_backlog(
         result = RunResult(
             label=label, platform_latency_ms=latency_ms, invoices=count,
             confirmed=len(times), failed=outcomes.failed, seconds=last - first,
-            cpu_ms_per_invoice=cpu * 1000 / max(1, len(times)),
+            cpu_ms_per_invoice=machine_ms[0][1],
             p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
             peak_rss_mb=peak_kb / 1024, loop_running=(loop1[0] - loop0[0]) / timed,
-            loop_waiting=(loop1[1] - loop0[1]) / timed,
+            loop_waiting=(loop1[1] - loop0[1]) / timed, machine_ms=machine_ms, busy=busy,
         )  # fmt: skip
         say(f"{label}: {result.confirmed:,} confirmed in {result.seconds:.1f}s "
             f"= {result.rate:,.0f}/s, {result.cpu_ms_per_invoice:.2f} ms CPU each, "

@@ -19,6 +19,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of ``root`` and every process below it, those that have
+    exited and been waited for included (``cutime`` + ``cstime``): PostgreSQL's work
+    is done in its postmaster's children. 0 once ``root`` is gone."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone between the listing and the read
+            continue
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(value) for value in fields[11:15]) / _TICK
+    tree = {root} if root in times else set()
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    # A live process's own time is in no one's cutime; a waited-for one's is in its
+    # parent's, once: so the sum counts each process of the tree once.
+    return sum(times[pid] for pid in tree)
+
+
+def busy_seconds() -> tuple[float, float]:
+    """All cores' seconds not idle, and all cores' seconds, since boot (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / _TICK, (busy + idle + iowait) / _TICK
+
+
 def main_thread_schedstat(pid: int) -> tuple[float, float]:
     """Seconds the main thread of ``pid`` has run, and seconds it was ready to run but
     waited for a CPU (``/proc/<pid>/task/<pid>/schedstat``, in nanoseconds). A worker's

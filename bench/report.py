@@ -86,6 +86,12 @@ def drift_note(r: Results) -> str | None:
             "pipeline.")  # fmt: skip
 
 
+def _sandbox_cpu(ceiling: Ceiling) -> str:
+    if ceiling.server_cpu_ms_per_item is None:
+        return ""
+    return f", sandbox {ceiling.server_cpu_ms_per_item:.2f}"
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -98,12 +104,24 @@ def _run_rows(label: str, run: RunResult, post_ms: float | None) -> list[tuple[s
         (label, f"{run.rate:,.0f} invoices/s",
          f"{run.confirmed:,}/{run.invoices:,} confirmed in {run.seconds:.1f}s{incomplete}"),
         ("  worker CPU per invoice", f"{run.cpu_ms_per_invoice:.2f} ms", cost),
+        *_machine_rows(run),
         ("  worker event loop's thread", f"{run.loop_running:.0%} running",
          f"{run.loop_waiting:.0%} waiting for a core (schedstat)"),
         ("  issued→confirmed p50 / p99", f"{run.p50_ms:,.0f} / {run.p99_ms:,.0f} ms",
          "backlog: mostly time queued"),
         ("  worker peak RSS", f"{run.peak_rss_mb:.0f} MB", ""),
     ]  # fmt: skip
+
+
+def _machine_rows(run: RunResult) -> list[tuple[str, str, str]]:
+    """Where the whole machine's CPU went per invoice: on two cores the HTTP ratio is a
+    budget shared by everything here (docs/performance.md, "Where the time goes")."""
+    if not run.machine_ms:
+        return []
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in run.machine_ms)
+    total = sum(ms for _, ms in run.machine_ms)
+    return [("  whole machine's CPU per invoice", f"{total:.2f} ms",
+             f"{parts}; cores {run.busy:.0%} busy")]  # fmt: skip
 
 
 def render(r: Results) -> str:
@@ -116,8 +134,8 @@ def render(r: Results) -> str:
             (
                 f"ceiling: raw aiohttp signed POST loop, conc. {r.http_concurrency}",
                 f"{r.http.rate:,.0f} req/s",
-                f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each; "
-                "highest of "
+                f"{r.http.count:,} POSTs, client {r.http.cpu_ms_per_item:.2f} ms CPU each"
+                f"{_sandbox_cpu(r.http)}; highest of "
                 + ", ".join(f"{rate:,.0f} (conc. {conc})" for conc, rate in r.http_runs),
             )
         )

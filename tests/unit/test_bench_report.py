@@ -1,7 +1,16 @@
-"""The bench's table says when the machine, not the pipeline, moved between its phases."""
+"""The bench's table says when the machine, not the pipeline, moved between its phases,
+and where the whole machine's CPU went."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.ceilings import Ceiling
+from bench.pipeline import RunResult
+from bench.procstat import busy_seconds, tree_cpu_seconds
 from bench.report import Results, drift_note, render
 
 
@@ -25,3 +34,38 @@ def test_a_run_that_slowed_or_sped_up_by_half_is_flagged_either_way() -> None:
 def test_ordinary_drift_and_runs_without_both_sides_carry_no_note() -> None:
     assert drift_note(_results(9_120, 9_936)) is None
     assert "NOTE" not in render(Results(scale=1.0, stack="embedded"))
+
+
+def test_a_backlog_run_shows_where_the_whole_machines_cpu_went() -> None:
+    results = Results(scale=1.0, stack="embedded")
+    results.at_0ms = RunResult(
+        label="0ms", platform_latency_ms=0, invoices=100_000, confirmed=100_000, failed=0,
+        seconds=20.0, cpu_ms_per_invoice=0.15, p50_ms=1.0, p99_ms=2.0, peak_rss_mb=190,
+        loop_running=0.6, loop_waiting=0.3, busy=0.96,
+        machine_ms=(("worker", 0.15), ("bench process (sandbox)", 0.09),
+                    ("PostgreSQL", 0.06), ("Tansu", 0.01)),
+    )  # fmt: skip
+    row = next(line for line in render(results).splitlines() if "whole machine" in line)
+    assert "0.31 ms" in row
+    assert "worker 0.15, bench process (sandbox) 0.09, PostgreSQL 0.06, Tansu 0.01" in row
+    assert "cores 96% busy" in row
+
+
+def test_the_cpu_of_a_process_tree_counts_its_children_once(tmp_path: Path) -> None:
+    before = tree_cpu_seconds(os.getpid())
+    # A child that burns CPU and exits: once waited for, its time is in our cutime.
+    code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.1: pass"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    grown = tree_cpu_seconds(os.getpid()) - before
+    assert 0.1 <= grown < 1.0
+    assert tree_cpu_seconds(2**22 + 7) == 0
+    busy, total = busy_seconds()
+    assert 0 < busy <= total
+
+
+def test_the_http_ceiling_shows_what_the_sandbox_spent_beside_the_client() -> None:
+    results = Results(scale=1.0, stack="embedded")
+    results.http = Ceiling("aiohttp", 49_999, 5.0, 0.07, 0.09)
+    results.http_runs = [(768, 9_999.8)]
+    row = next(line for line in render(results).splitlines() if "raw aiohttp" in line)
+    assert "client 0.07 ms CPU each, sandbox 0.09; highest of 10,000 (conc. 768)" in row
