@@ -127,6 +127,9 @@ class SteadyResult:
     p99_ms: float
     max_ms: float
     cpu_ms_per_invoice: float
+    #: as ``RunResult``'s, over the phase (the bench process also publishes here)
+    machine_ms: tuple[tuple[str, float], ...] = ()
+    busy: float = math.nan
 
 
 class Outcomes:
@@ -387,7 +390,8 @@ async def run_steady(
         await workers.start()
         await asyncio.sleep(1.0)
         say(f"steady: offering {rate:,.0f} invoices/s for {seconds:.0f}s")
-        cpu0 = workers.cpu_seconds()
+        meter = MachineMeter(workers, services)
+        meter.start()
         sent_at: dict[bytes, float] = {}
         # Kafka's own default linger since 4.0 (KIP-1030), as a billing system's
         # producer would have it. Each invoice's time starts before it lingers, so the
@@ -414,8 +418,8 @@ async def run_steady(
         finally:
             await producer.stop()
         await outcomes.wait_for(count, timeout=120, label="steady")
-        cpu = workers.cpu_seconds() - cpu0
         times = outcomes.confirmed_at
+        machine_ms, busy = meter.stop(len(times))
         latencies = [
             (times[k] - sent_at[k]) * 1000
             for k in times
@@ -425,7 +429,7 @@ async def run_steady(
             offered_rate=rate, seconds=seconds, invoices=count, confirmed=len(times),
             measured=len(latencies), p50_ms=percentile(latencies, 50),
             p99_ms=percentile(latencies, 99), max_ms=max(latencies, default=math.nan),
-            cpu_ms_per_invoice=cpu * 1000 / max(1, len(times)),
+            cpu_ms_per_invoice=machine_ms[0][1], machine_ms=machine_ms, busy=busy,
         )  # fmt: skip
         say(f"steady: p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms")
         return result

@@ -104,7 +104,7 @@ def _run_rows(label: str, run: RunResult, post_ms: float | None) -> list[tuple[s
         (label, f"{run.rate:,.0f} invoices/s",
          f"{run.confirmed:,}/{run.invoices:,} confirmed in {run.seconds:.1f}s{incomplete}"),
         ("  worker CPU per invoice", f"{run.cpu_ms_per_invoice:.2f} ms", cost),
-        *_machine_rows(run),
+        *_machine_rows(run.machine_ms, run.busy),
         ("  worker event loop's thread", f"{run.loop_running:.0%} running",
          f"{run.loop_waiting:.0%} waiting for a core (schedstat)"),
         ("  issued→confirmed p50 / p99", f"{run.p50_ms:,.0f} / {run.p99_ms:,.0f} ms",
@@ -113,15 +113,17 @@ def _run_rows(label: str, run: RunResult, post_ms: float | None) -> list[tuple[s
     ]  # fmt: skip
 
 
-def _machine_rows(run: RunResult) -> list[tuple[str, str, str]]:
+def _machine_rows(
+    machine_ms: tuple[tuple[str, float], ...], busy: float
+) -> list[tuple[str, str, str]]:
     """Where the whole machine's CPU went per invoice: on two cores the HTTP ratio is a
     budget shared by everything here (docs/performance.md, "Where the time goes")."""
-    if not run.machine_ms:
+    if not machine_ms:
         return []
-    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in run.machine_ms)
-    total = sum(ms for _, ms in run.machine_ms)
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in machine_ms)
+    total = sum(ms for _, ms in machine_ms)
     return [("  whole machine's CPU per invoice", f"{total:.2f} ms",
-             f"{parts}; cores {run.busy:.0%} busy")]  # fmt: skip
+             f"{parts}; cores {busy:.0%} busy")]  # fmt: skip
 
 
 def render(r: Results) -> str:
@@ -182,6 +184,7 @@ def render(r: Results) -> str:
                 f"invoices after 2 s warm-up; {s.cpu_ms_per_invoice:.2f} ms CPU each",
             )
         )
+        rows += _machine_rows(s.machine_ms, s.busy)
     if r.rss_small and r.at_0ms:
         rows.append((f"worker peak RSS, backlog {r.rss_small.invoices:,}",
                      f"{r.rss_small.peak_rss_mb:.0f} MB",

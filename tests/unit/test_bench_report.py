@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.ceilings import Ceiling
-from bench.pipeline import RunResult
+from bench.pipeline import RunResult, SteadyResult
 from bench.procstat import busy_seconds, tree_cpu_seconds
 from bench.report import Results, drift_note, render
 
@@ -69,3 +69,17 @@ def test_the_http_ceiling_shows_what_the_sandbox_spent_beside_the_client() -> No
     results.http_runs = [(768, 9_999.8)]
     row = next(line for line in render(results).splitlines() if "raw aiohttp" in line)
     assert "client 0.07 ms CPU each, sandbox 0.09; highest of 10,000 (conc. 768)" in row
+
+
+def test_the_half_load_phase_shows_the_machines_cpu_too() -> None:
+    results = Results(scale=1.0, stack="embedded")
+    results.steady = SteadyResult(
+        offered_rate=1_600, seconds=30, invoices=48_000, confirmed=48_000, measured=44_000,
+        p50_ms=110, p99_ms=220, max_ms=300, cpu_ms_per_invoice=0.36, busy=0.7,
+        machine_ms=(("worker", 0.36), ("bench process (sandbox)", 0.25), ("PostgreSQL", 0.09)),
+    )  # fmt: skip
+    lines = render(results).splitlines()
+    steady = next(i for i, line in enumerate(lines) if line.startswith("steady load"))
+    assert "whole machine's CPU per invoice" in lines[steady + 1]
+    assert "0.70 ms" in lines[steady + 1]
+    assert "cores 70% busy" in lines[steady + 1]
