@@ -101,10 +101,11 @@ def _spoiled_lines() -> list[tuple[dict[str, object], str | None]]:
 
 
 def test_a_line_the_fast_path_settles_is_one_the_full_check_passes() -> None:
-    """``_clean_line`` answers for a line only when ``_checked_line`` finds nothing wrong
-    with it, and with the same money; anything else (a valid rate spelled "0.060"
+    """``valid_line_money`` answers for a line only when the full check finds nothing
+    wrong with it, and with the same money; anything else (a valid rate spelled "0.060"
     among it) it leaves to the full check."""
     from streams.validation.rules import DomainRules
+    from streams.validation.valid_line import valid_line_money
     from streams.validation.validate import _InvoiceCheck
     from tests.unit.invoice_samples import TODAY, blue_invoice
 
@@ -113,7 +114,7 @@ def test_a_line_the_fast_path_settles_is_one_the_full_check_passes() -> None:
     for line, kind in _spoiled_lines():
         check = _InvoiceCheck(blue_invoice(), rules, TODAY)
         money = check._checked_line("invoice.lines[0]", line, kind)  # type: ignore[arg-type]
-        fast = check._clean_line(line, kind)  # type: ignore[arg-type]
+        fast = valid_line_money(line, kind, rules.rate_by_text)  # type: ignore[arg-type]
         if fast is not None:
             assert not check.violations, (line, kind, check.violations)
             assert fast == money, (line, kind)
