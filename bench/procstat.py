@@ -11,11 +11,16 @@ import os
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+def _stat_fields(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat`` from its third field (the state) on."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         # The command name may hold spaces; fields after it start past the last ')'.
-        fields = f.read().rsplit(")", 1)[1].split()
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
@@ -29,8 +34,7 @@ def tree_cpu_seconds(root: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry)
         except (OSError, IndexError):  # gone between the listing and the read
             continue
         pid = int(entry)
