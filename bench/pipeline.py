@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -36,8 +35,10 @@ from bench.procstat import (
     memory_kb,
     tree_cpu_seconds,
 )
+from bench.publisher import SteadyPublisher
 from bench.settle import settle
 from streams.demo.feed import FeedItem, generate
+from streams.kafka.sink import ProducerSink
 from streams.kafka.topics import ensure_topics
 from streams.local.processes import free_port
 from streams.local.worker import WorkerProcess
@@ -47,7 +48,6 @@ from streams.validation.today import beijing_today
 
 APP_ID, APP_SECRET = "bench-app", "bench-secret"
 PARTITIONS = 4  # the worker's default INVOICE_SYNC_TOPIC_PARTITIONS
-T = TypeVar("T")
 
 
 def say(message: str) -> None:
@@ -371,17 +371,6 @@ async def run_backlog(
         return result
 
 
-def unsettled(futures: list[asyncio.Future[T]]) -> list[asyncio.Future[T]]:
-    """The futures not done yet; a done one's error is raised here."""
-    waiting = []
-    for future in futures:
-        if future.done():
-            future.result()
-        else:
-            waiting.append(future)
-    return waiting
-
-
 async def _start_profile(profile: Profile | None, pid: int) -> asyncio.subprocess.Process | None:
     if profile is None:
         return None
@@ -406,32 +395,27 @@ async def run_steady(
         meter = MachineMeter(workers, services)
         meter.start()
         sent_at: dict[bytes, float] = {}
-        # Kafka's own default linger since 4.0 (KIP-1030), as a billing system's
-        # producer would have it. Each invoice's time starts before it lingers, so the
-        # wait is in every latency; one batch per invoice made Tansu's CPU climb
-        # through the phase (docs/performance.md, items 16 and 26).
-        producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all",
-                                    linger_ms=5)  # fmt: skip
+        producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all")
         await producer.start()
         try:
+            # Each invoice's time starts when it is handed over, so its linger is in
+            # every latency; one batch per invoice made Tansu's CPU climb through the
+            # phase (docs/performance.md, items 16 and 26).
+            publisher = SteadyPublisher(ProducerSink(producer), issued)
             loop = asyncio.get_running_loop()
             started = loop.time()
             wall0 = time.time()
-            pending = []
             sent = 0
             while sent < count:
                 due = min(count, int((loop.time() - started) * rate) + 1)
                 while sent < due:
                     item = items[sent]
                     sent_at[item.key] = time.time()
-                    pending.append(await producer.send(issued, item.value, key=item.key))
+                    publisher.add(item.key, item.value)
                     sent += 1
+                await publisher.send_due()
                 await asyncio.sleep(0.005)
-                # Settled as they complete, not gathered at the end: gathering the
-                # phase's ~50k futures at once held this loop, the sandbox's, for
-                # ~0.1 s, and the last invoices' latency showed it.
-                pending = unsettled(pending)
-            await asyncio.gather(*pending)
+            await publisher.close()
         finally:
             await producer.stop()
         await outcomes.wait_for(count, timeout=120, label="steady")
