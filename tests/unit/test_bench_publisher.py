@@ -43,6 +43,17 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _one_in_flight() -> tuple[_Output, _Clock, SteadyPublisher]:
+    """A publisher whose first record, ``a``, has gone and waits for its acknowledgement."""
+    output, clock = _Output(), _Clock()
+    publisher = SteadyPublisher(output, "issued", linger=5.0, clock=clock)
+    publisher.add(b"a", b"1")
+    clock.now += 5
+    await publisher.send_due()
+    await _settle()
+    return output, clock, publisher
+
+
 async def test_the_first_record_waits_the_linger_then_all_open_records_go_together() -> None:
     output, clock = _Output(), _Clock()
     publisher = SteadyPublisher(output, "issued", linger=5.0, clock=clock)
@@ -59,12 +70,7 @@ async def test_the_first_record_waits_the_linger_then_all_open_records_go_togeth
 
 
 async def test_nothing_more_goes_until_the_last_send_is_acknowledged() -> None:
-    output, clock = _Output(), _Clock()
-    publisher = SteadyPublisher(output, "issued", linger=5.0, clock=clock)
-    publisher.add(b"a", b"1")
-    clock.now += 5
-    await publisher.send_due()
-    await _settle()
+    output, clock, publisher = await _one_in_flight()
     publisher.add(b"b", b"2")
     publisher.add(b"c", b"3")
     clock.now += 50
@@ -79,11 +85,7 @@ async def test_nothing_more_goes_until_the_last_send_is_acknowledged() -> None:
 
 
 async def test_close_sends_what_is_open_and_waits_for_every_acknowledgement() -> None:
-    output, clock = _Output(), _Clock()
-    publisher = SteadyPublisher(output, "issued", linger=5.0, clock=clock)
-    publisher.add(b"a", b"1")
-    clock.now += 5
-    await publisher.send_due()
+    output, _, publisher = await _one_in_flight()
     publisher.add(b"b", b"2")
     closing = asyncio.create_task(publisher.close())
     await _settle()
@@ -97,12 +99,7 @@ async def test_close_sends_what_is_open_and_waits_for_every_acknowledgement() ->
 
 
 async def test_a_send_that_failed_raises_its_error() -> None:
-    output, clock = _Output(), _Clock()
-    publisher = SteadyPublisher(output, "issued", linger=5.0, clock=clock)
-    publisher.add(b"a", b"1")
-    clock.now += 5
-    await publisher.send_due()
-    await _settle()
+    output, _, publisher = await _one_in_flight()
     output.acks[0].set_exception(ConnectionError("broker went away"))
     await _settle()
     with pytest.raises(ConnectionError, match="broker went away"):
