@@ -395,6 +395,8 @@ async def run_steady(
         meter = MachineMeter(workers, services)
         meter.start()
         sent_at: dict[bytes, float] = {}
+        # No linger of the producer's own: the publisher lingers, then hands over whole
+        # batches, which should go at once.
         producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all")
         await producer.start()
         try:
