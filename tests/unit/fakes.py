@@ -87,6 +87,10 @@ class FakePlatform:
         self.lookups: list[str] = []
         #: when set, every POST waits for it before it is answered
         self.hold: asyncio.Event | None = None
+        #: a POST of one of these invoice numbers waits for its event before it is answered
+        self.held: dict[str, asyncio.Event] = {}
+        #: set on every POST
+        self.changed = asyncio.Event()
 
     async def submit(
         self,
@@ -102,10 +106,13 @@ class FakePlatform:
             body is not None and hashlib.sha256(body).hexdigest() == body_sha256
         ), f"body_sha256 of {number} is not the SHA-256 of its body"
         self.posts.append(number)
+        self.changed.set()
         if on_sent is not None:
             on_sent()
         if self.hold is not None:
             await self.hold.wait()
+        if number in self.held:
+            await self.held[number].wait()
         answers = self.script.get(number)
         answer: Answer = answers.pop(0) if answers else Accepted(f"REF-{number}", datetime.now(UTC))
         if isinstance(answer, Exception):
@@ -135,8 +142,16 @@ class FakePlatform:
 class FakeOutput:
     def __init__(self) -> None:
         self.messages: list[OutMessage] = []
+        #: what the next publish raises instead of sending, as a broker that refuses it
+        self.refuse: Exception | None = None
+        #: set on every publish
+        self.changed = asyncio.Event()
 
     async def publish(self, messages: Sequence[OutMessage]) -> None:
+        self.changed.set()
+        refused, self.refuse = self.refuse, None
+        if refused is not None:
+            raise refused
         self.messages.extend(messages)
 
     def on(self, topic: str) -> list[OutMessage]:

@@ -31,7 +31,7 @@ from streams.processor.decode import Decoder, content_hash
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
 from streams.processor.messages import Messages, Topics
-from streams.processor.pipeline import Processor
+from streams.processor.pipeline import EARLY_HALF_FROM, Processor
 from streams.processor.records import RawRecord
 from streams.processor.waves import waves
 from streams.retry.backoff import Backoff
@@ -50,6 +50,7 @@ class Harness:
         max_attempts: int = 4,
         park_after: float = float("inf"),
         breaker: CircuitBreaker | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.ledger = FakeLedger()
         self.platform = FakePlatform()
@@ -60,7 +61,7 @@ class Harness:
         self.rng = random.Random(1)
         deliverer = Deliverer(
             self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
-            concurrency=8, sleep=no_sleep, park_after=park_after, breaker=breaker,
+            concurrency=concurrency, sleep=no_sleep, park_after=park_after, breaker=breaker,
             metrics=self.metrics,
         )  # fmt: skip
         self.processor = Processor(
@@ -94,6 +95,13 @@ class Harness:
 
 def decoded(messages: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(m.value) for m in messages]
+
+
+async def until(condition: Any, changed: asyncio.Event, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            changed.clear()
+            await changed.wait()
 
 
 async def test_valid_invoice_is_confirmed_once_and_announced() -> None:
@@ -341,6 +349,57 @@ async def test_events_of_one_invoice_keep_their_order_within_a_batch() -> None:
     await h.processor.process([first, other, second])
     assert h.platform.posts.count(inv["invoice_number"]) == 1
     assert len(h.output.on("confirmed")) == 3
+
+
+def _large_wave(h: Harness, late: int) -> tuple[list[dict[str, Any]], asyncio.Event]:
+    """A wave past EARLY_HALF_FROM whose last ``late`` POSTs wait for the event."""
+    invoices = [h.invoice(n) for n in range(1, EARLY_HALF_FROM + 9)]
+    release = asyncio.Event()
+    h.platform.held = {inv["invoice_number"]: release for inv in invoices[-late:]}
+    return invoices, release
+
+
+def _announced(h: Harness) -> list[str]:
+    return sorted(c["invoice_number"] for c in decoded(h.output.on("confirmed")))
+
+
+async def test_the_answered_half_of_a_large_wave_is_confirmed_before_the_rest_answer() -> None:
+    h = Harness(concurrency=64)
+    invoices, release = _large_wave(h, late=EARLY_HALF_FROM // 2)
+    early, late = invoices[: -EARLY_HALF_FROM // 2], invoices[-EARLY_HALF_FROM // 2 :]
+    batch = asyncio.create_task(h.processor.process([h.record(issued_event(i)) for i in invoices]))
+    await until(lambda: len(h.output.on("confirmed")) == len(early), h.output.changed)
+    assert _announced(h) == sorted(i["invoice_number"] for i in early)
+    assert {h.state(i) for i in early} == {State.CONFIRMED}
+    assert {h.state(i) for i in late} == {State.SUBMITTING}
+    assert not batch.done()  # its offsets wait for the rest
+    release.set()
+    await asyncio.wait_for(batch, 2)
+    assert _announced(h) == sorted(i["invoice_number"] for i in invoices)
+
+
+async def test_a_refused_early_announcement_fails_the_batch() -> None:
+    h = Harness(concurrency=64)
+    invoices, release = _large_wave(h, late=EARLY_HALF_FROM // 2)
+    h.output.refuse = RuntimeError("broker refused the batch")
+    batch = asyncio.create_task(h.processor.process([h.record(issued_event(i)) for i in invoices]))
+    await until(lambda: h.output.refuse is None, h.output.changed)
+    release.set()
+    with pytest.raises(RuntimeError, match="refused"):
+        await asyncio.wait_for(batch, 2)
+
+
+async def test_a_cancelled_large_wave_leaves_no_post_running() -> None:
+    h = Harness(concurrency=64)
+    invoices, _ = _large_wave(h, late=EARLY_HALF_FROM + 8)
+    before = asyncio.all_tasks()
+    batch = asyncio.create_task(h.processor.process([h.record(issued_event(i)) for i in invoices]))
+    await until(lambda: len(h.platform.posts) == len(invoices), h.platform.changed)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    await asyncio.sleep(0)  # cancelled tasks finish on their next step
+    assert asyncio.all_tasks() - before == set()
 
 
 async def test_red_invoice_waits_for_its_original_in_the_same_batch() -> None:
