@@ -5,9 +5,9 @@ batch, so events of one invoice are handled in order while different invoices go
 to the platform concurrently. Each wave costs two ledger writes, one statement each
 (claim, outcome), whatever its size, and its output events are acknowledged by the broker
 before the batch's offsets may be committed: at-least-once consumption, made
-exactly-once in effect by the ledger and the platform's duplicate check. A wave of
-``EARLY_HALF_FROM`` submissions or more writes its outcomes in two statements: the first
-half of the answers is recorded and announced while the rest are still on their way.
+exactly-once in effect by the ledger and the platform's duplicate check. A large wave
+writes its outcomes in two statements (``streams.processor.submission``): the first half
+of the answers is recorded and announced while the rest are still on their way.
 
 A red-letter invoice whose original is not confirmed yet is *parked* in the
 ledger (state RECEIVED, with its payload) instead of holding up the partition;
@@ -29,42 +29,31 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import TypeVar
 
-from streams.errors import InvalidEventError, LedgerUnavailableError
+from streams.errors import InvalidEventError
 from streams.ledger.records import Change, InvoiceKey, InvoiceRecord
 from streams.ledger.states import State
 from streams.observability.metrics import Metrics
-from streams.platform.results import Accepted
 from streams.processor.crashpoints import NO_CRASH, CrashPoints
 from streams.processor.decisions import Action, decide
 from streams.processor.decode import Decoder
-from streams.processor.delivery import Deferred, Delivered, Deliverer, Undeliverable
+from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
+from streams.processor.ledgerwait import LedgerGuard
 from streams.processor.messages import Messages
-from streams.processor.outcomes import failed, failure_of, outcome
+from streams.processor.outcomes import failed, failure_of
 from streams.processor.ports import LedgerPort, OutMessage, OutputPort
 from streams.processor.records import IssuedEvent, RawRecord, new_record
 from streams.processor.redletter import (
     WAITING_FOR_ORIGINAL,
-    Parked,
     confirmed,
     original_missing,
     over_credit,
 )
+from streams.processor.submission import Submission, Submitter
 from streams.processor.waves import waves
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Submission = tuple[IssuedEvent, InvoiceRecord]
-Result = Delivered | Undeliverable | Deferred | Parked
-
-#: From this many submissions a wave records its first half of answers early. The one
-#: platform answers a wave's POSTs one after another, so without it every invoice waited
-#: for the wave's last answer and then for the whole wave's outcome write: at a steady
-#: 2,300 invoices/s, waves of ~118 spent ~20 ms in POSTs and ~9 ms in the outcome
-#: (docs/performance.md, item 45). Smaller waves gain too little for a second statement.
-EARLY_HALF_FROM = 32
 
 
 class Processor:
@@ -83,15 +72,15 @@ class Processor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._ledger = ledger
-        self._deliverer = deliverer
         self._output = output
         self._decoder = decoder
         self._messages = messages
-        self._health = health
         self._original_wait = original_wait_seconds
         self._crash = crash
         self._metrics = metrics or Metrics()
-        self._sleep = sleep
+        self._guard = LedgerGuard(health, sleep)
+        self._submitter = Submitter(ledger=ledger, deliverer=deliverer, output=output,
+                                    messages=messages, guard=self._guard)  # fmt: skip
 
     async def process(self, records: Sequence[RawRecord]) -> None:
         self._metrics.consumed(len(records))
@@ -111,7 +100,7 @@ class Processor:
                                               retryable=False, attempts=0,
                                               exception_class=type(exc).__name__)  # fmt: skip
         keys = [e.key for e in events] + [k for e in events if (k := e.original)]
-        existing = await self._until_ledger(lambda: self._ledger.load(keys))
+        existing = await self._guard.call(lambda: self._ledger.load(keys))
         in_wave = {e.key for e in events}
         credit = await self._credited({
             k for e in events
@@ -123,9 +112,9 @@ class Processor:
         # Originals first, so a red-letter invoice knows whether its original is in this wave.
         for event in sorted(events, key=lambda e: e.original is not None):
             self._plan(event, existing, credit, claims, submit, out)
-        lost = await self._until_ledger(lambda: self._ledger.apply(claims))
+        lost = await self._guard.call(lambda: self._ledger.apply(claims))
         # A claim another worker beat us to: that worker owns the invoice now.
-        await self._submit([s for s in submit if s[0].key not in lost], out)
+        await self._submitter.submit([s for s in submit if s[0].key not in lost], out)
         self._crash.reached("after_ledger")
         await self._output.publish(out)
         self._crash.reached("before_commit")
@@ -241,7 +230,7 @@ class Processor:
     async def _credited(self, originals: set[InvoiceKey]) -> dict[InvoiceKey, Decimal]:
         if not originals:
             return {}
-        return await self._until_ledger(lambda: self._ledger.credited(sorted(originals)))
+        return await self._guard.call(lambda: self._ledger.credited(sorted(originals)))
 
     async def resume(self, parked: Sequence[tuple[InvoiceRecord, bytes]]) -> None:
         """Finish invoices the ledger holds unfinished: parked red-letter invoices whose
@@ -267,7 +256,7 @@ class Processor:
                 continue
             original = event.original
             if record.state == State.RECEIVED and original is not None:
-                found = await self._until_ledger(partial(self._ledger.get, original))
+                found = await self._guard.call(partial(self._ledger.get, original))
                 if found is None or found.state != State.CONFIRMED:
                     waited = (now - (record.created_at or now)).total_seconds()
                     if waited >= self._original_wait:
@@ -286,8 +275,8 @@ class Processor:
                 self._resume(record, event, claims, submit)
             else:
                 self._reject_parked(record, event.raw, event.event_id, problem, claims, out)
-        lost = await self._until_ledger(lambda: self._ledger.apply(claims))
-        await self._submit([s for s in submit if s[0].key not in lost], out)
+        lost = await self._guard.call(lambda: self._ledger.apply(claims))
+        await self._submitter.submit([s for s in submit if s[0].key not in lost], out)
         await self._output.publish(out)
 
     def _resume(
@@ -316,119 +305,6 @@ class Processor:
         out += self._messages.failure(raw, (record.key, event_id), exc.reason_code, exc.message,
                                       exc.field, retryable=False, attempts=record.attempts,
                                       exception_class=type(exc).__name__)  # fmt: skip
-
-    async def _submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
-        loop = asyncio.get_running_loop()
-        # Whether each original in this wave was accepted, so a red-letter invoice in the
-        # same wave as its original goes as soon as the platform accepted the original.
-        # Only originals get one: most waves hold no red invoice.
-        originals = {original for event, _ in submit if (original := event.original)}
-        inflight: dict[InvoiceKey, asyncio.Future[bool]] = {
-            event.key: loop.create_future() for event, _ in submit if event.key in originals
-        } if originals else {}  # fmt: skip
-        deliveries = [
-            asyncio.ensure_future(self._deliver(event, rec, inflight)) for event, rec in submit
-        ]
-        early: asyncio.Future[None] | None = None
-        try:
-            rest = list(range(len(submit)))
-            if len(submit) >= EARLY_HALF_FROM:
-                await _answered(deliveries, len(submit) // 2)
-                first = [i for i in rest if deliveries[i].done()]
-                rest = [i for i in rest if not deliveries[i].done()]
-                announced = await self._record([(submit[i], deliveries[i].result()) for i in first])
-                if announced:
-                    # Acknowledged before the wave ends, so before its offsets are committed.
-                    early = asyncio.ensure_future(self._output.publish(announced))
-            results = await asyncio.gather(*(deliveries[i] for i in rest))
-            out += await self._record([(submit[i], r) for i, r in zip(rest, results, strict=True)])
-        except BaseException:
-            for delivery in deliveries:
-                delivery.cancel()
-            if early is not None:
-                early.cancel()
-            raise
-        if early is not None:
-            await early
-
-    async def _record(self, answered: list[tuple[Submission, Result]]) -> list[OutMessage]:
-        """Write the outcomes of ``answered`` in one statement; the events to announce."""
-        announced: list[list[OutMessage]] = [[] for _ in answered]
-        outcomes = [
-            outcome(self._messages, event, record, result, messages)
-            for ((event, record), result), messages in zip(answered, announced, strict=True)
-        ]
-        lost = await self._until_ledger(lambda: self._ledger.apply(outcomes))
-        # An outcome that lost a race (say, FAILED after another worker CONFIRMED it) is
-        # not announced either: the ledger's word is what the events must agree with.
-        return [
-            message
-            for change, messages in zip(outcomes, announced, strict=True)
-            if change.record.key not in lost
-            for message in messages
-        ]
-
-    async def _deliver(
-        self,
-        event: IssuedEvent,
-        record: InvoiceRecord,
-        inflight: dict[InvoiceKey, asyncio.Future[bool]],
-    ) -> Result:
-        accepted = False
-        try:
-            original = event.original
-            pending = None if original is None else inflight.get(original)
-            if original is not None and pending is not None and not await pending:
-                return Parked()
-            result = await self._deliverer.deliver(event, record.attempts, record.failures)
-            accepted = isinstance(result, Delivered) and isinstance(result.result, Accepted)
-            return result
-        finally:
-            done = inflight.get(event.key)
-            if done is not None and not done.done():
-                done.set_result(accepted)
-
-    async def _until_ledger(self, call: Callable[[], Awaitable[T]]) -> T:
-        """No upload without a ledger record: while the database is away, wait for it."""
-        delay = 0.2
-        while True:
-            try:
-                result = await call()
-            except LedgerUnavailableError as exc:
-                if self._health.ledger_available:
-                    log.error("ledger unavailable, holding intake until it returns: %s", exc)
-                self._health.ledger_available = False
-                self._health.last_problem = str(exc)
-                await self._sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if not self._health.ledger_available:
-                log.warning("ledger is back; resuming")
-                self._health.ledger_available = True
-            return result
-
-
-async def _answered(deliveries: Sequence[asyncio.Future[Result]], count: int) -> None:
-    """Until at least ``count`` of ``deliveries`` are done."""
-    left = count - sum(d.done() for d in deliveries)
-    if left <= 0:
-        return
-    enough = asyncio.get_running_loop().create_future()
-
-    def one_done(_: object) -> None:
-        nonlocal left
-        left -= 1
-        if left == 0 and not enough.done():
-            enough.set_result(None)
-
-    waiting = [d for d in deliveries if not d.done()]
-    for delivery in waiting:
-        delivery.add_done_callback(one_done)
-    try:
-        await enough
-    finally:
-        for delivery in waiting:
-            delivery.remove_done_callback(one_done)
 
 
 def _submitted(submit: list[Submission], key: InvoiceKey) -> InvoiceRecord | None:

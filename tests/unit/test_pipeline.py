@@ -31,8 +31,9 @@ from streams.processor.decode import Decoder, content_hash
 from streams.processor.delivery import Deliverer
 from streams.processor.health import Health
 from streams.processor.messages import Messages, Topics
-from streams.processor.pipeline import EARLY_HALF_FROM, Processor
+from streams.processor.pipeline import Processor
 from streams.processor.records import RawRecord
+from streams.processor.submission import EARLY_HALF_FROM
 from streams.processor.waves import waves
 from streams.retry.backoff import Backoff
 from streams.retry.circuit import CircuitBreaker, CircuitState
@@ -59,7 +60,7 @@ class Harness:
         self.metrics = Metrics()
         self.offset = 0
         self.rng = random.Random(1)
-        deliverer = Deliverer(
+        self.deliverer = deliverer = Deliverer(
             self.platform, Backoff(0.01, 0.1, max_attempts, random.Random(0)), self.health,
             concurrency=concurrency, sleep=no_sleep, park_after=park_after, breaker=breaker,
             metrics=self.metrics,
@@ -333,7 +334,7 @@ async def test_the_credentials_gauge_shows_a_refusal_until_a_post_goes_through()
     async def sleep(seconds: float) -> None:
         seen.append(gauge(h.metrics, "invoice_sync_platform_credentials_ok"))
 
-    h.processor._deliverer._sleep = sleep
+    h.deliverer._sleep = sleep
     h.platform.script[inv["invoice_number"]] = [refused]
     await h.processor.process([h.record(issued_event(inv))])
     assert seen == [0]  # while it waited to retry
