@@ -2,12 +2,12 @@
 
 A batch is cut into *waves*: wave i holds the i-th record of every Kafka key in the
 batch, so events of one invoice are handled in order while different invoices go
-to the platform concurrently. Each wave costs two ledger writes, one statement each
-(claim, outcome), whatever its size, and its output events are acknowledged by the broker
+to the platform concurrently. Each wave costs two ledger writes whatever its size, one
+statement for its claims and one for its outcomes (two for a large wave, whose first half
+of answers is recorded and announced while the rest are on their way:
+``streams.processor.submission``), and its output events are acknowledged by the broker
 before the batch's offsets may be committed: at-least-once consumption, made
-exactly-once in effect by the ledger and the platform's duplicate check. A large wave
-writes its outcomes in two statements (``streams.processor.submission``): the first half
-of the answers is recorded and announced while the rest are still on their way.
+exactly-once in effect by the ledger and the platform's duplicate check.
 
 A red-letter invoice whose original is not confirmed yet is *parked* in the
 ledger (state RECEIVED, with its payload) instead of holding up the partition;
