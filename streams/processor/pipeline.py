@@ -3,9 +3,10 @@
 A batch is cut into *waves*: wave i holds the i-th record of every Kafka key in the
 batch, so events of one invoice are handled in order while different invoices go
 to the platform concurrently. Each wave costs two ledger writes whatever its size, one
-statement for its claims and one for its outcomes (two for a large wave, whose first half
-of answers is recorded and announced while the rest are on their way:
-``streams.processor.submission``), and its output events are acknowledged by the broker
+statement for its claims and one for its outcomes (more when some answers are recorded
+and announced while the rest are on their way: the first half of a large wave's, and those
+that waited long for a straggler; ``streams.processor.submission``), and its output
+events are acknowledged by the broker
 before the batch's offsets may be committed: at-least-once consumption, made
 exactly-once in effect by the ledger and the platform's duplicate check.
 
@@ -50,7 +51,7 @@ from streams.processor.redletter import (
     original_missing,
     over_credit,
 )
-from streams.processor.submission import Submission, Submitter
+from streams.processor.submission import STRAGGLER_WAIT, Submission, Submitter
 from streams.processor.waves import waves
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Processor:
         crash: CrashPoints = NO_CRASH,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        straggler_wait: float = STRAGGLER_WAIT,
     ) -> None:
         self._ledger = ledger
         self._output = output
@@ -80,7 +82,8 @@ class Processor:
         self._metrics = metrics or Metrics()
         self._guard = LedgerGuard(health, sleep)
         self._submitter = Submitter(ledger=ledger, deliverer=deliverer, output=output,
-                                    messages=messages, guard=self._guard)  # fmt: skip
+                                    messages=messages, guard=self._guard,
+                                    straggler_wait=straggler_wait)  # fmt: skip
 
     async def process(self, records: Sequence[RawRecord]) -> None:
         self._metrics.consumed(len(records))

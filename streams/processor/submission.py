@@ -3,8 +3,9 @@
 The invoices of a wave go to the platform concurrently. A red-letter invoice in the same
 wave as its original waits for the original's answer. A wave of ``EARLY_HALF_FROM``
 submissions or more writes the outcomes of the first half of its answers, and publishes
-their events, while the rest are still on their way; the rest follow in a second
-statement, and their events go out with the wave's others.
+their events, while the rest are still on their way. Whatever the wave's size, answers
+that have waited ``STRAGGLER_WAIT`` seconds for a slower one (a POST in backoff, say)
+are written and published then. The last answers' events go out with the wave's others.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ Result = Delivered | Undeliverable | Deferred | Parked
 #: (docs/performance.md, item 45). Smaller waves gain too little for a second statement.
 EARLY_HALF_FROM = 32
 
+#: The longest an answered invoice waits for slower ones in its wave before it is
+#: recorded and announced without them. A POST in backoff can hold its wave for up to
+#: ``park_after_seconds``; an invoice the platform has accepted should not wait with it.
+STRAGGLER_WAIT = 0.1
+
 
 class Submitter:
     def __init__(
@@ -42,12 +48,14 @@ class Submitter:
         output: OutputPort,
         messages: Messages,
         guard: LedgerGuard,
+        straggler_wait: float = STRAGGLER_WAIT,
     ) -> None:
         self._ledger = ledger
         self._deliverer = deliverer
         self._output = output
         self._messages = messages
         self._guard = guard
+        self._straggler_wait = straggler_wait
 
     async def submit(self, submit: list[Submission], out: list[OutMessage]) -> None:
         """POST ``submit`` concurrently, record each outcome, and add the events to
@@ -63,27 +71,35 @@ class Submitter:
         deliveries = [
             asyncio.ensure_future(self._deliver(event, rec, inflight)) for event, rec in submit
         ]
-        early: asyncio.Future[None] | None = None
+        early: list[asyncio.Future[None]] = []
         try:
             rest = list(range(len(submit)))
-            if len(submit) >= EARLY_HALF_FROM:
-                await _answered(deliveries, len(submit) // 2)
-                first = [i for i in rest if deliveries[i].done()]
+            # Answers to wait for before the first statement: half of a large wave, all of
+            # a small one. Whatever has answered by the straggler wait is recorded anyway.
+            goal = len(submit) // 2 if len(submit) >= EARLY_HALF_FROM else len(submit)
+            while rest:
+                await _answered([deliveries[i] for i in rest], goal, self._straggler_wait)
+                answered = [i for i in rest if deliveries[i].done()]
                 rest = [i for i in rest if not deliveries[i].done()]
-                announced = await self._record([(submit[i], deliveries[i].result()) for i in first])
-                if announced:
+                goal = len(rest)
+                if not answered:
+                    continue
+                announced = await self._record(
+                    [(submit[i], deliveries[i].result()) for i in answered]
+                )
+                if not rest:
+                    out += announced
+                elif announced:
                     # Acknowledged before the wave ends, so before its offsets are committed.
-                    early = asyncio.ensure_future(self._output.publish(announced))
-            results = await asyncio.gather(*(deliveries[i] for i in rest))
-            out += await self._record([(submit[i], r) for i, r in zip(rest, results, strict=True)])
+                    early.append(asyncio.ensure_future(self._output.publish(announced)))
         except BaseException:
             for delivery in deliveries:
                 delivery.cancel()
-            if early is not None:
-                early.cancel()
+            for publish in early:
+                publish.cancel()
             raise
-        if early is not None:
-            await early
+        for publish in early:
+            await publish
 
     async def _record(self, answered: list[tuple[Submission, Result]]) -> list[OutMessage]:
         """Write the outcomes of ``answered`` in one statement; the events to announce."""
@@ -123,12 +139,15 @@ class Submitter:
                 done.set_result(accepted)
 
 
-async def _answered(deliveries: Sequence[asyncio.Future[Result]], count: int) -> None:
-    """Until at least ``count`` of ``deliveries`` are done."""
+async def _answered(
+    deliveries: Sequence[asyncio.Future[Result]], count: int, timeout: float
+) -> None:
+    """Until at least ``count`` of ``deliveries`` are done, or ``timeout`` seconds pass."""
     left = count - sum(d.done() for d in deliveries)
     if left <= 0:
         return
-    enough = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    enough = loop.create_future()
 
     def one_done(_: object) -> None:
         nonlocal left
@@ -136,11 +155,17 @@ async def _answered(deliveries: Sequence[asyncio.Future[Result]], count: int) ->
         if left == 0 and not enough.done():
             enough.set_result(None)
 
+    def out_of_time() -> None:
+        if not enough.done():
+            enough.set_result(None)
+
     waiting = [d for d in deliveries if not d.done()]
     for delivery in waiting:
         delivery.add_done_callback(one_done)
+    timer = loop.call_later(timeout, out_of_time)
     try:
         await enough
     finally:
+        timer.cancel()
         for delivery in waiting:
             delivery.remove_done_callback(one_done)

@@ -69,7 +69,7 @@ class Harness:
             ledger=self.ledger, deliverer=deliverer, output=self.output,
             decoder=Decoder(DomainRules(), max_bytes=100_000, today=lambda: TODAY),
             messages=Messages(TOPICS, "w1"), health=self.health, original_wait_seconds=60.0,
-            sleep=no_sleep,
+            sleep=no_sleep, straggler_wait=0.01,
         )  # fmt: skip
 
     def invoice(self, n: int, **kwargs: Any) -> dict[str, Any]:
@@ -401,6 +401,29 @@ async def test_a_cancelled_large_wave_leaves_no_post_running() -> None:
         await batch
     await asyncio.sleep(0)  # cancelled tasks finish on their next step
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_an_invoice_in_backoff_does_not_hold_back_its_answered_wave_mates() -> None:
+    h = Harness()
+    slow, *fast = [h.invoice(n) for n in range(1, 6)]
+    h.platform.script[slow["invoice_number"]] = [PlatformServerError("502", status=502)]
+    backoff_over = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await backoff_over.wait()
+
+    h.deliverer._sleep = sleep
+    batch = asyncio.create_task(
+        h.processor.process([h.record(issued_event(i)) for i in [slow, *fast]])
+    )
+    await until(lambda: len(h.output.on("confirmed")) == len(fast), h.output.changed)
+    assert _announced(h) == sorted(i["invoice_number"] for i in fast)
+    assert {h.state(i) for i in fast} == {State.CONFIRMED}
+    assert h.state(slow) == State.SUBMITTING
+    assert not batch.done()  # its offsets wait for the straggler
+    backoff_over.set()
+    await asyncio.wait_for(batch, 2)
+    assert _announced(h) == sorted(i["invoice_number"] for i in [slow, *fast])
 
 
 async def test_red_invoice_waits_for_its_original_in_the_same_batch() -> None:
