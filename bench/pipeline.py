@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,6 +120,31 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class TailSpread:
+    """When the slowest invoices of a phase were issued. A stall (a pause of one process,
+    a slow stretch of the machine) puts most of them in a second or two; a steadily busy
+    machine spreads them over the phase."""
+
+    seconds_with_slow: int
+    seconds: int
+    #: the share of them issued in the second that holds the most, and that second
+    busiest_share: float
+    busiest_at: int
+
+
+def tail_spread(samples: Sequence[tuple[float, float]], threshold_ms: float) -> TailSpread:
+    """``samples`` are (seconds into the phase when issued, latency ms); the slow ones are
+    those at ``threshold_ms`` or more."""
+    slow = [int(at) for at, latency in samples if latency >= threshold_ms]
+    seconds = int(max((at for at, _ in samples), default=0.0)) + 1
+    if not slow:
+        return TailSpread(0, seconds, 0.0, 0)
+    per_second = Counter(slow)
+    busiest_at, most = max(per_second.items(), key=lambda item: (item[1], -item[0]))
+    return TailSpread(len(per_second), seconds, most / len(slow), busiest_at)
+
+
+@dataclass(frozen=True)
 class SteadyResult:
     offered_rate: float
     seconds: float
@@ -132,6 +158,8 @@ class SteadyResult:
     #: as ``RunResult``'s, over the phase (the bench process also publishes here)
     machine_ms: tuple[tuple[str, float], ...] = ()
     busy: float = math.nan
+    #: when its slowest 1 % (p99 and above) were issued
+    tail: TailSpread | None = None
 
 
 class Outcomes:
@@ -423,16 +451,19 @@ async def run_steady(
         await outcomes.wait_for(count, timeout=120, label="steady")
         times = outcomes.confirmed_at
         machine_ms, busy = meter.stop(len(times))
-        latencies = [
-            (times[k] - sent_at[k]) * 1000
+        samples = [
+            (sent_at[k] - wall0, (times[k] - sent_at[k]) * 1000)
             for k in times
             if k in sent_at and sent_at[k] >= wall0 + warmup
         ]
+        latencies = [latency for _, latency in samples]
+        p99 = percentile(latencies, 99)
         result = SteadyResult(
             offered_rate=rate, seconds=seconds, invoices=count, confirmed=len(times),
             measured=len(latencies), p50_ms=percentile(latencies, 50),
-            p99_ms=percentile(latencies, 99), max_ms=max(latencies, default=math.nan),
+            p99_ms=p99, max_ms=max(latencies, default=math.nan),
             cpu_ms_per_invoice=machine_ms[0][1], machine_ms=machine_ms, busy=busy,
+            tail=tail_spread(samples, p99),
         )  # fmt: skip
         say(f"steady: p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms")
         return result

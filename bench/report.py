@@ -185,6 +185,12 @@ def render(r: Results) -> str:
             )
         )
         rows += _machine_rows(s.machine_ms, s.busy)
+        if s.tail and s.tail.seconds_with_slow:
+            t = s.tail
+            rows.append(("  slowest 1 % (p99 and above), when issued",
+                         f"in {t.seconds_with_slow} of {t.seconds} s",
+                         f"{t.busiest_share:.0%} of them in one second ({t.busiest_at} s in); "
+                         "a stall bunches them, a busy machine spreads them"))  # fmt: skip
     if r.rss_small and r.at_0ms:
         rows.append((f"worker peak RSS, backlog {r.rss_small.invoices:,}",
                      f"{r.rss_small.peak_rss_mb:.0f} MB",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.ceilings import Ceiling
-from bench.pipeline import RunResult, SteadyResult
+from bench.pipeline import RunResult, SteadyResult, tail_spread
 from bench.procstat import busy_seconds, tree_cpu_seconds
 from bench.report import Results, drift_note, render
 
@@ -84,3 +84,25 @@ def test_the_half_load_phase_shows_the_machines_cpu_too() -> None:
     assert "whole machine's CPU per invoice" in lines[steady + 1]
     assert "0.70 ms" in lines[steady + 1]
     assert "cores 70% busy" in lines[steady + 1]
+
+
+def test_a_stall_shows_as_the_slowest_invoices_bunched_in_one_second() -> None:
+    steady = [(t / 100, 80.0) for t in range(3_000)]  # 30 s at 100/s, 80 ms each
+    stall = [(12.0 + t / 100, 400.0) for t in range(40)]
+    spread = tail_spread(steady + stall, threshold_ms=400)
+    assert (spread.seconds_with_slow, spread.seconds) == (1, 30)
+    assert (spread.busiest_share, spread.busiest_at) == (1.0, 12)
+    busy = [(t / 100, 300.0 if t % 100 == 0 else 80.0) for t in range(3_000)]
+    assert tail_spread(busy, threshold_ms=300).seconds_with_slow == 30
+
+
+def test_the_half_load_row_says_when_its_slowest_invoices_were_issued() -> None:
+    results = Results(scale=1.0, stack="embedded")
+    results.steady = SteadyResult(
+        offered_rate=1_600, seconds=30, invoices=48_000, confirmed=48_000, measured=44_000,
+        p50_ms=110, p99_ms=220, max_ms=300, cpu_ms_per_invoice=0.36,
+        tail=tail_spread([(12.2, 300.0), (12.7, 250.0), (20.5, 230.0), (29.9, 90.0)], 220),
+    )  # fmt: skip
+    [row] = [line for line in render(results).splitlines() if "slowest 1 %" in line]
+    assert "in 2 of 30 s" in row
+    assert "67% of them in one second (12 s in)" in row
